@@ -1,0 +1,34 @@
+# Quick start: `make demo` (set up .venv, run the demo on synthetic data), `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test lint bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.runtime-installed
+	$(PY) -m bone_tumor_tf.demo --out $(DEMO_OUT)
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.runtime-installed
+	$(PY) -m bench.run
+
+clean-venv:
+	rm -rf $(VENV)
