@@ -1,0 +1,127 @@
+"""Loading saved models and bringing new images to them: shared by predict and Grad-CAM.
+
+A model saved by this toolkit carries its preprocessing contract in its metadata
+(``image_size``, ``channels``, ``crop_mode``, ``class_names``, ``task``); see
+:func:`bone_tumor_tf.models.classifiers.get_model_metadata`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bone_tumor_tf.data.images import is_image_file, read_image
+from bone_tumor_tf.data.preprocess import CropGeometry, apply_geometry, plan_geometry
+from bone_tumor_tf.errors import ModelFileError
+
+
+def load_model(path: str | Path):
+    """Load a ``.keras`` model with ``safe_mode=True``; one-line errors naming the file.
+
+    Raises:
+        ModelFileError: missing file, not a ``.keras`` archive, or a file that needs
+            unsafe deserialisation (a ``Lambda`` layer) or an unknown custom object.
+    """
+    import keras
+
+    import bone_tumor_tf.losses  # noqa: F401 - registers the serialisable custom objects
+    import bone_tumor_tf.metrics  # noqa: F401
+    import bone_tumor_tf.models.classifiers  # noqa: F401
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: expected a .keras model file")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except ValueError as error:
+        text = str(error)
+        if "Lambda" in text or "safe_mode" in text:
+            raise ModelFileError(f"{path}: refused to load: it contains a Lambda layer (arbitrary "
+                                 "code); only models built from registered layers load "
+                                 "safely") from None
+        if "Could not locate" in text or "Unknown" in text:
+            first = text.strip().splitlines()[0]
+            raise ModelFileError(f"{path}: unknown custom object ({first[:200]})") from None
+        raise ModelFileError(f"{path}: cannot load model ({text.splitlines()[0][:200]})") from None
+    except Exception as error:  # zip/h5 errors of a damaged file
+        raise ModelFileError(f"{path}: cannot load model ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
+
+
+def model_contract(model) -> dict:
+    """The model's preprocessing contract, with defaults for models built elsewhere."""
+    from bone_tumor_tf.models.classifiers import get_model_metadata
+
+    meta = dict(get_model_metadata(model))
+    shape = model.inputs[0].shape
+    meta.setdefault("image_size", int(shape[1]))
+    meta.setdefault("channels", int(shape[-1]))
+    meta["crop_mode"] = meta.get("crop_mode") or "none"
+    if not meta.get("class_names"):
+        outputs = int(model.outputs[0].shape[-1])
+        meta["class_names"] = ["normal", "tumor"] if outputs == 1 else [
+            f"class_{i}" for i in range(outputs)]
+    meta.setdefault("task", "binary" if int(model.outputs[0].shape[-1]) == 1 else "multiclass")
+    return meta
+
+
+@dataclass
+class PreparedInput:
+    """One image brought to a model's input.
+
+    Attributes:
+        path: the source file.
+        original: the decoded image, ``uint8`` (H, W).
+        input: the model-space image, ``uint8`` (size, size).
+        geometry: how ``original`` became ``input`` (for mapping heatmaps and masks back).
+    """
+
+    path: Path
+    original: np.ndarray
+    input: np.ndarray
+    geometry: CropGeometry
+
+
+def load_input(path: str | Path, image_size: int, crop_box=None) -> PreparedInput:
+    """Read an image and fit it into (image_size, image_size).
+
+    Without ``crop_box`` the whole image is scaled preserving its aspect ratio and padded
+    (crop mode ``none``); with a box (ground-truth tumor box) the ``gt-box`` geometry is used.
+    """
+    original = read_image(path)
+    geometry = plan_geometry(original.shape, image_size, crop_box=crop_box,
+                             upscale=crop_box is None)
+    return PreparedInput(Path(path), original, apply_geometry(original, geometry), geometry)
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files named directly, plus the image/DICOM files inside named folders (recursive)."""
+    from bone_tumor_tf.errors import DataError
+
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and (
+                is_image_file(p) or p.suffix.lower() == ".dcm"))
+        elif item.exists():
+            files.append(item)
+        else:
+            raise DataError(item, "no such file or folder")
+    return files
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (N, K) for ``uint8`` inputs (N, S, S); sigmoid -> [1 - p, p]."""
+    x = np.asarray(images, np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
+    if probs.shape[-1] == 1:
+        probs = np.concatenate([1.0 - probs, probs], axis=-1)
+    return probs

@@ -1,0 +1,369 @@
+"""Segmentation metrics: NumPy for evaluation, one Keras metric for training-time monitoring.
+
+Definitions, for a predicted binary mask P and a ground-truth mask G of one image:
+
+- Dice (Sorensen-Dice, F1 of the pixels) = 2|P n G| / (|P| + |G|)
+- IoU (Jaccard) = |P n G| / |P u G|
+
+both 1.0 when P and G are both empty (a correctly empty prediction on a normal image) and
+0.0 when exactly one is empty. Per image, ``Dice = 2 IoU / (1 + IoU)``, so Dice >= IoU.
+
+Probabilities are thresholded as ``prob >= threshold`` everywhere in this module (NumPy
+report, Keras metric and :func:`resize_mask`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import keras
+import numpy as np
+from keras import ops
+from sklearn.metrics import roc_auc_score
+
+__all__ = [
+    "DiceCoefficient",
+    "dice_score",
+    "iou_score",
+    "resize_mask",
+    "segmentation_report",
+]
+
+
+# --------------------------------------------------------------------------------------
+# NumPy metrics
+# --------------------------------------------------------------------------------------
+
+
+def _as_binary(mask, what):
+    """A bool array from a bool or {0, 1} mask; ValueError for anything else."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    if not np.issubdtype(mask.dtype, np.number):
+        raise ValueError(f"{what}: expected a numeric or bool mask, got dtype {mask.dtype}")
+    binary = mask != 0
+    if not np.array_equal(mask[binary], np.ones(np.count_nonzero(binary), dtype=mask.dtype)):
+        raise ValueError(
+            f"{what}: mask values must be 0/1 or bool (threshold probabilities first, "
+            f"convert 0/255 masks with mask > 0); got values in "
+            f"[{mask.min()}, {mask.max()}]"
+        )
+    return binary
+
+
+def _counts(pred, true):
+    """(|P n G|, |P|, |G|) of two binary masks of the same shape."""
+    pred = _as_binary(pred, "pred")
+    true = _as_binary(true, "true")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred shape {pred.shape} != true shape {true.shape}")
+    inter = int(np.count_nonzero(pred & true))
+    return inter, int(np.count_nonzero(pred)), int(np.count_nonzero(true))
+
+
+def _dice(inter, n_pred, n_true):
+    denom = n_pred + n_true
+    return 1.0 if denom == 0 else 2.0 * inter / denom
+
+
+def _iou(inter, n_pred, n_true):
+    union = n_pred + n_true - inter
+    return 1.0 if union == 0 else inter / union
+
+
+def dice_score(pred, true):
+    """Dice = 2|P n G| / (|P| + |G|) of ONE image; 1.0 if both empty, 0.0 if one is.
+
+    Args:
+        pred: predicted binary mask (bool or values in {0, 1}), any shape.
+        true: ground-truth binary mask, same shape.
+
+    Returns:
+        float in [0, 1].
+
+    Raises:
+        ValueError: different shapes, or values other than 0/1 (e.g. probabilities).
+    """
+    return _dice(*_counts(pred, true))
+
+
+def iou_score(pred, true):
+    """IoU = |P n G| / |P u G| of ONE image; 1.0 if both empty, 0.0 if one is.
+
+    Same arguments and errors as :func:`dice_score`; returns a float in [0, 1].
+    """
+    return _iou(*_counts(pred, true))
+
+
+def _images(batch, what):
+    """Per-image 2D arrays from ``(N, H, W)``, ``(N, H, W, 1)`` or a sequence of them."""
+    images = []
+    for k, image in enumerate(batch):
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim != 2:
+            raise ValueError(
+                f"{what}[{k}]: expected an (H, W) or (H, W, 1) image, got shape {image.shape}"
+            )
+        images.append(image)
+    return images
+
+
+def segmentation_report(
+    probs,
+    masks,
+    is_normal=None,
+    threshold=0.5,
+    *,
+    max_auc_pixels=2_000_000,
+    fp_min_pixels=1,
+    seed=0,
+):
+    """Evaluate predicted tumor probabilities against ground-truth masks.
+
+    Args:
+        probs: probabilities in [0, 1]: array ``(N, H, W)`` / ``(N, H, W, 1)``, or a
+            sequence of N ``(H_k, W_k[, 1])`` arrays (e.g. at each image's original size).
+        masks: ground-truth binary masks (bool or {0, 1}), same layout and per-image shapes.
+        is_normal: optional N booleans, True for tumor-free radiographs. If None, the
+            normal images are those whose ground-truth mask is empty.
+        threshold: ``pred = probs >= threshold``.
+        max_auc_pixels: the pixel ROC AUC uses at most about this many pixels: above it,
+            each image contributes ``ceil(n_k * max_auc_pixels / total)`` pixels drawn
+            uniformly without replacement by ``numpy.random.default_rng(seed)``
+            (deterministic for a given input and seed).
+        fp_min_pixels: a normal image counts as a false-positive image when at least this
+            many pixels are predicted as tumor (1: any pixel).
+        seed: seed of the AUC subsample.
+
+    Returns:
+        dict (JSON-serialisable: floats, ints, lists, None):
+
+        - ``n_images``, ``n_normal``, ``n_tumor``, ``threshold``, ``normal_source``
+          (``"is_normal"`` or ``"empty_mask"``);
+        - ``dice_mean``, ``dice_median``, ``iou_mean``, ``iou_median``: over the
+          per-image scores of ALL images (normal images score 1.0 if nothing is
+          predicted on them, else 0.0);
+        - ``tumor_dice_mean``, ``tumor_dice_median``, ``tumor_iou_mean``,
+          ``tumor_iou_median``: the same over the non-normal images only (None if none);
+        - ``dice_pooled`` = 2 sum_k |P_k n G_k| / sum_k (|P_k| + |G_k|) and
+          ``iou_pooled`` = sum_k |P_k n G_k| / sum_k |P_k u G_k| (dataset level, every
+          pixel of every image weighs the same; 1.0 if the denominator is 0);
+        - ``pixel_auc``: ROC AUC of the pixel probabilities vs. the pixel labels
+          (``sklearn.metrics.roc_auc_score``), None if the pixels used hold one class only;
+          ``auc_pixels``: how many pixels it used;
+        - ``normal_fp_image_rate``: fraction of normal images with >= ``fp_min_pixels``
+          predicted tumor pixels (image-level false-positive rate);
+          ``normal_fp_pixel_fraction``: mean over normal images of (predicted tumor
+          pixels / image pixels) (how much of a normal image is wrongly marked); both
+          None without normal images;
+        - ``dice_per_image``, ``iou_per_image``: lists of N floats, input order.
+
+    Raises:
+        ValueError: mismatched lengths or shapes, probabilities outside [0, 1], non-binary
+            masks, empty input.
+    """
+    prob_images = _images(probs, "probs")
+    mask_images = _images(masks, "masks")
+    n = len(prob_images)
+    if n == 0:
+        raise ValueError("segmentation_report: no images")
+    if len(mask_images) != n:
+        raise ValueError(f"segmentation_report: {n} probability maps but {len(mask_images)} masks")
+
+    inters, n_preds, n_trues, sizes = [], [], [], []
+    dices, ious = [], []
+    binary_masks = []
+    for k, (prob, mask) in enumerate(zip(prob_images, mask_images)):
+        if prob.shape != mask.shape:
+            raise ValueError(f"image {k}: probs shape {prob.shape} != mask shape {mask.shape}")
+        prob = prob.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(prob)) or prob.min() < 0.0 or prob.max() > 1.0:
+            raise ValueError(
+                f"image {k}: probabilities must be finite and in [0, 1], got range "
+                f"[{np.nanmin(prob)}, {np.nanmax(prob)}]"
+            )
+        true = _as_binary(mask, f"masks[{k}]")
+        binary_masks.append(true)
+        inter, n_pred, n_true = _counts(prob >= threshold, true)
+        inters.append(inter)
+        n_preds.append(n_pred)
+        n_trues.append(n_true)
+        sizes.append(true.size)
+        dices.append(_dice(inter, n_pred, n_true))
+        ious.append(_iou(inter, n_pred, n_true))
+
+    if is_normal is None:
+        normal = np.array([t == 0 for t in n_trues], dtype=bool)
+        normal_source = "empty_mask"
+    else:
+        normal = np.asarray(is_normal).astype(bool).reshape(-1)
+        if normal.size != n:
+            raise ValueError(f"segmentation_report: is_normal has {normal.size} entries, expected {n}")
+        normal_source = "is_normal"
+
+    dices_a, ious_a = np.array(dices), np.array(ious)
+    sum_inter, sum_pred, sum_true = sum(inters), sum(n_preds), sum(n_trues)
+    sum_union = sum_pred + sum_true - sum_inter
+
+    def _stat(fn, values):
+        return float(fn(values)) if values.size else None
+
+    n_pred_a, sizes_a = np.array(n_preds), np.array(sizes)
+    auc, auc_pixels = _pixel_auc(prob_images, binary_masks, max_auc_pixels, seed)
+
+    return {
+        "n_images": n,
+        "n_normal": int(normal.sum()),
+        "n_tumor": int(n - normal.sum()),
+        "threshold": float(threshold),
+        "normal_source": normal_source,
+        "dice_mean": float(dices_a.mean()),
+        "dice_median": float(np.median(dices_a)),
+        "iou_mean": float(ious_a.mean()),
+        "iou_median": float(np.median(ious_a)),
+        "tumor_dice_mean": _stat(np.mean, dices_a[~normal]),
+        "tumor_dice_median": _stat(np.median, dices_a[~normal]),
+        "tumor_iou_mean": _stat(np.mean, ious_a[~normal]),
+        "tumor_iou_median": _stat(np.median, ious_a[~normal]),
+        "dice_pooled": _dice(sum_inter, sum_pred, sum_true),
+        "iou_pooled": 1.0 if sum_union == 0 else sum_inter / sum_union,
+        "pixel_auc": auc,
+        "auc_pixels": auc_pixels,
+        "normal_fp_image_rate": _stat(np.mean, n_pred_a[normal] >= fp_min_pixels),
+        "normal_fp_pixel_fraction": _stat(np.mean, n_pred_a[normal] / sizes_a[normal]),
+        "dice_per_image": [float(d) for d in dices],
+        "iou_per_image": [float(v) for v in ious],
+    }
+
+
+def _pixel_auc(prob_images, binary_masks, max_pixels, seed):
+    """Pixel ROC AUC on all pixels or a deterministic per-image subsample; (auc|None, n)."""
+    total = sum(m.size for m in binary_masks)
+    rng = np.random.default_rng(seed)
+    scores, labels = [], []
+    for prob, true in zip(prob_images, binary_masks):
+        prob, true = prob.reshape(-1), true.reshape(-1)
+        if total > max_pixels:
+            k = min(true.size, math.ceil(true.size * max_pixels / total))
+            idx = rng.choice(true.size, size=k, replace=False)
+            prob, true = prob[idx], true[idx]
+        scores.append(prob)
+        labels.append(true)
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    if labels.all() or not labels.any():
+        return None, int(labels.size)
+    return float(roc_auc_score(labels, scores)), int(labels.size)
+
+
+def resize_mask(mask, size, threshold=0.5):
+    """Resize a mask or probability map to ``size = (h, w)`` and return a binary mask.
+
+    Resamples in float (OpenCV ``INTER_AREA`` when shrinking both axes, which averages
+    the covered pixels, else ``INTER_LINEAR``) and thresholds (``>= threshold``), so the
+    result is binary with smooth boundaries; for a probability map this is "resize the
+    probabilities, then threshold". Used to bring predictions back to a radiograph's
+    original resolution. Note the order: ``size`` is ``(height, width)`` (OpenCV's
+    ``dsize`` is ``(width, height)``; this function does the swap).
+
+    Args:
+        mask: ``(H, W)`` or ``(H, W, 1)``, bool or values in [0, 1].
+        size: ``(h, w)`` positive ints.
+        threshold: binarisation threshold on the resampled values.
+
+    Returns:
+        uint8 array in {0, 1}, shape ``(h, w)`` or ``(h, w, 1)`` (as the input).
+    """
+    array = np.asarray(mask)
+    keep_channel = array.ndim == 3 and array.shape[-1] == 1
+    if keep_channel:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"resize_mask: expected an (H, W) or (H, W, 1) mask, got {np.shape(mask)}")
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"resize_mask: size must be positive (h, w), got {size!r}")
+    array = array.astype(np.float32)
+    if array.size and (not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1):
+        raise ValueError(
+            "resize_mask: values must be in [0, 1] (a mask in {0, 1} or probabilities); "
+            f"got range [{np.nanmin(array)}, {np.nanmax(array)}]"
+        )
+    shrink = h < array.shape[0] and w < array.shape[1]
+    resized = cv2.resize(
+        array, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+    out = (resized.reshape(h, w) >= threshold).astype(np.uint8)
+    return out[..., None] if keep_channel else out
+
+
+# --------------------------------------------------------------------------------------
+# Keras metric
+# --------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="bone_tumor_tf")
+class DiceCoefficient(keras.metrics.Metric):
+    """Mean per-image Dice of thresholded predictions, accumulated over an epoch.
+
+    For each image ``i`` of each batch: ``P_i = y_pred >= threshold``,
+    ``G_i = y_true >= 0.5``, ``Dice_i`` as :func:`dice_score` (1 for empty/empty, 0 when
+    only one is empty). ``result()`` is ``sum_i w_i Dice_i / sum_i w_i`` over every image
+    seen since the last ``reset_state()`` (``w_i = 1`` without ``sample_weight``), i.e. the
+    per-image mean over the epoch, the same number as ``segmentation_report``'s
+    ``dice_mean`` on the same images. Not pooled: a normal image with a false-positive
+    blob scores 0 whatever the blob's size.
+
+    With the default name, ``model.compile(metrics=[DiceCoefficient()])`` logs ``"dice"``
+    and ``"val_dice"``: use ``ModelCheckpoint(monitor="val_dice", mode="max")``.
+
+    Args:
+        threshold: threshold on the predicted probabilities.
+        name: metric name (log key).
+        dtype: dtype of the accumulators.
+
+    ``sample_weight``: per-image weights ``(N,)`` / ``(N, 1)``; a per-pixel weight map is
+    averaged over each image into one weight.
+    """
+
+    def __init__(self, threshold=0.5, name="dice", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.threshold = float(threshold)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) != len(y_pred.shape):
+            y_true = ops.reshape(y_true, ops.shape(y_pred))
+        pred = ops.cast(ops.cast(y_pred, "float32") >= self.threshold, "float32")
+        true = ops.cast(ops.cast(y_true, "float32") >= 0.5, "float32")
+        axes = tuple(range(1, len(pred.shape)))
+        intersection = ops.sum(pred * true, axis=axes)
+        denominator = ops.sum(pred, axis=axes) + ops.sum(true, axis=axes)
+        dice = ops.where(
+            denominator > 0, 2.0 * intersection / ops.maximum(denominator, 1.0), 1.0
+        )
+        if sample_weight is None:
+            weights = ops.ones_like(dice)
+        else:
+            weights = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+            weights = ops.mean(ops.reshape(weights, (ops.shape(dice)[0], -1)), axis=1)
+        self.total.assign_add(ops.cast(ops.sum(weights * dice), self.dtype))
+        self.count.assign_add(ops.cast(ops.sum(weights), self.dtype))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(ops.zeros((), dtype=self.dtype))
+        self.count.assign(ops.zeros((), dtype=self.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"threshold": self.threshold})
+        return config

@@ -1,0 +1,181 @@
+"""Run folders shared by classification and segmentation training.
+
+A run folder holds everything one training run produced::
+
+    RUN/
+      config.json        every option and the library versions
+      splits.csv         the split this run used (re-used when the run resumes)
+      history.csv        per-epoch metrics of all phases, epochs continuing across phases
+      model.keras        the best model (written atomically, last)
+      metrics.json, report.md, *.png      evaluation
+      logs/              TensorBoard
+      checkpoints/       ModelCheckpoint's best model per phase
+      state/             what an interrupted run needs to resume: BackupAndRestore
+                         folders per phase, and a marker + weights per finished phase
+      bad_files.txt      files skipped with --on-bad-file skip
+
+A folder holding a finished run (``model.keras`` and ``metrics.json``) is refused unless
+``overwrite``; a folder holding an interrupted run is resumed by the same command.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bone_tumor_tf.errors import BoneTumorError
+from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+
+FINISHED_MARKERS = ("model.keras", "metrics.json")
+
+
+def library_versions() -> dict:
+    """Versions of Python and the libraries a result depends on."""
+    import cv2
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+                "keras": keras.__version__, "numpy": np.__version__,
+                "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+                "opencv": cv2.__version__, "platform": platform.platform()}
+    try:
+        import keras_cv
+
+        versions["keras-cv"] = keras_cv.__version__
+    except Exception:  # keras-cv is optional at run time
+        pass
+    return versions
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False) -> tuple[Path, bool]:
+    """Create or reuse a run folder; returns ``(path, resuming)``.
+
+    Raises:
+        BoneTumorError: the folder holds a finished run and ``overwrite`` is False.
+    """
+    out = Path(out).expanduser()
+    finished = all((out / name).is_file() for name in FINISHED_MARKERS)
+    if finished and not overwrite:
+        raise BoneTumorError(f"{out}: holds a finished run (model.keras, metrics.json); "
+                             "pass --overwrite to replace it or choose another --out")
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    resuming = (out / "state").is_dir() and any((out / "state").iterdir())
+    for sub in ("", "logs", "checkpoints", "state"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    return out, resuming
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; optionally enable op determinism."""
+    import keras
+    import tensorflow as tf
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def write_config(run_dir: Path, config: dict) -> Path:
+    """``config.json``: the options of this run plus library versions."""
+    return atomic_write_json(run_dir / "config.json",
+                             {"options": config, "versions": library_versions()})
+
+
+def phase_callbacks(run_dir: Path, phase: str, monitor: str, mode: str, patience: int,
+                    reduce_lr: bool = True, tensorboard: bool = True) -> list:
+    """Keras callbacks of one training phase.
+
+    ``BackupAndRestore`` (resume an interrupted phase), ``ModelCheckpoint`` (best model on
+    ``monitor``), ``EarlyStopping`` (restoring the best weights), optionally
+    ``ReduceLROnPlateau(factor=0.3)``, ``CSVLogger`` (appending: a resumed phase continues
+    its file) and ``TensorBoard``.
+    """
+    import keras
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "state" / f"backup_{phase}")),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / f"best_{phase}.keras"),
+                                        monitor=monitor, mode=mode, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
+    ]
+    if reduce_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, factor=0.3, patience=max(1, patience // 2),
+            min_lr=1e-7))
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase),
+                                                     write_graph=False, profile_batch=0))
+    return callbacks
+
+
+def phase_done(run_dir: Path, phase: str) -> Path | None:
+    """The saved weights of a finished phase, or None when the phase has not finished."""
+    weights = run_dir / "state" / f"{phase}_done.weights.h5"
+    return weights if weights.is_file() else None
+
+
+def mark_phase_done(run_dir: Path, phase: str, model) -> None:
+    """Save a finished phase's (best) weights atomically, so a restart skips the phase."""
+    final = run_dir / "state" / f"{phase}_done.weights.h5"
+    tmp = final.with_name(f".{phase}_tmp.weights.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, final)
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A CSVLogger file with duplicated epochs (from a resumed phase) removed."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    frame = pd.read_csv(path)
+    if frame.empty:
+        return frame
+    frame = frame[frame["epoch"].astype(str) != "epoch"].copy()  # header repeated on append
+    frame["epoch"] = frame["epoch"].astype(int)
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
+
+
+def merge_histories(run_dir: Path, phases: list[str]) -> pd.DataFrame:
+    """Write ``history.csv``: the phases one after another, epochs continuing (1-based)."""
+    frames, offset = [], 0
+    for phase in phases:
+        frame = read_history(run_dir / f"history_{phase}.csv")
+        if frame.empty:
+            continue
+        frame = frame.astype({c: float for c in frame.columns if c != "epoch"})
+        frame.insert(0, "phase", phase)
+        frame["phase_epoch"] = frame["epoch"] + 1
+        frame["epoch"] = frame["epoch"] + 1 + offset
+        offset = int(frame["epoch"].max())
+        frames.append(frame)
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    atomic_write_text(run_dir / "history.csv", merged.to_csv(index=False))
+    return merged
+
+
+def save_model_atomic(model, path: Path) -> Path:
+    """``model.save`` to a temporary ``.keras`` file, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def write_bad_files(run_dir: Path, failures) -> Path:
+    """``bad_files.txt``: one ``file: problem`` line per skipped file."""
+    return atomic_write_text(run_dir / "bad_files.txt",
+                             "".join(f"{f}\n" for f in failures))
