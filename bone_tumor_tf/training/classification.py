@@ -35,6 +35,8 @@ from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.training import runs
 
 MONITOR, MONITOR_MODE = "val_auc", "max"
+#: BatchNorm momentum when training a random-init backbone (see :func:`set_trainable`).
+RANDOM_INIT_BN_MOMENTUM = 0.9
 
 
 @dataclass
@@ -191,9 +193,15 @@ def set_trainable(model, phase: int, options: ClassifierOptions) -> list[str]:
     unfreeze_all = options.unfreeze == "all" or (
         options.unfreeze == "auto" and options.weights in ("none", None))
     if phase == 2 and unfreeze_all:
-        # Random-init backbone: everything, BN statistics included, must be learned.
+        import keras
+
+        # Random-init backbone: everything, BN statistics included, must be learned. Keras'
+        # default BN momentum (0.99) lets the moving statistics of a short run stay near
+        # their initial values, so inference would normalise with the wrong statistics.
         for layer in model.layers:
             layer.trainable = True
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, RANDOM_INIT_BN_MOMENTUM)
         names = [layer.name for layer in model.layers if layer.trainable_weights]
     return names
 
