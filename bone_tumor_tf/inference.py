@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bone_tumor_tf.data.images import is_image_file, read_image
+from bone_tumor_tf.data.images import is_dicom_file, is_image_file, read_image_with_scale
 from bone_tumor_tf.data.preprocess import CropGeometry, apply_geometry, plan_geometry
 from bone_tumor_tf.errors import ModelFileError
 
@@ -91,9 +91,13 @@ def load_input(path: str | Path, image_size: int, crop_box=None) -> PreparedInpu
     """Read an image and fit it into (image_size, image_size).
 
     Without ``crop_box`` the whole image is scaled preserving its aspect ratio and padded
-    (crop mode ``none``); with a box (ground-truth tumor box) the ``gt-box`` geometry is used.
+    (crop mode ``none``); with a box (ground-truth tumor box, in the file's original pixels)
+    the ``gt-box`` geometry is used. ``original`` is the decoded image, which for huge files
+    is reduced (long side <= ``images.MAX_DECODE_SIDE``); the box is scaled to it.
     """
-    original = read_image(path)
+    original, scale = read_image_with_scale(path)
+    if crop_box is not None and scale != 1.0:
+        crop_box = tuple(v * scale for v in crop_box)
     geometry = plan_geometry(original.shape, image_size, crop_box=crop_box,
                              upscale=crop_box is None)
     return PreparedInput(Path(path), original, apply_geometry(original, geometry), geometry)
@@ -108,7 +112,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         item = Path(item)
         if item.is_dir():
             files += sorted(p for p in item.rglob("*") if p.is_file() and (
-                is_image_file(p) or p.suffix.lower() == ".dcm"))
+                is_image_file(p) or is_dicom_file(p)))
         elif item.exists():
             files.append(item)
         else:

@@ -31,15 +31,13 @@ def is_segmentation_model(model) -> bool:
 def predict_classifier(model, files, batch_size: int = 32, progress: bool = True):
     """Yield one result dict per file: ``{"file", "predicted", "probability",
     "probabilities"}``, or ``{"file", "error"}`` for a file that cannot be read."""
-    import keras
-
     from bone_tumor_tf.data.pipeline import default_workers
     from bone_tumor_tf.inference import load_input, model_contract, predict_probabilities
 
     contract = model_contract(model)
     names, size = list(contract["class_names"]), int(contract["image_size"])
-    bar = keras.utils.Progbar(len(files), stateful_metrics=[]) if progress and \
-        len(files) > batch_size else None
+    # Progress goes to stderr, so that stdout stays a clean table / JSON lines.
+    show_progress = progress and len(files) > batch_size
 
     def load(path):
         try:
@@ -63,8 +61,10 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
                 k = int(np.argmax(p))
                 yield {"file": str(path), "predicted": names[k], "probability": float(p[k]),
                        "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)}}
-            if bar is not None:
-                bar.update(min(start + batch_size, len(files)))
+            if show_progress:
+                done = min(start + batch_size, len(files))
+                print(f"\rpredicted {done}/{len(files)} images", end="\n" if done == len(files)
+                      else "", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,3 +145,32 @@ def test_segmentation_augmentation_moves_image_and_mask_together():
     iou = (bright & (m > 0)).sum() / (bright | (m > 0)).sum()
     assert iou > 0.8
     assert not np.array_equal(m, masks.astype(np.float32))  # something moved
+
+
+def test_huge_image_decoded_reduced_keeps_its_annotation_aligned(tmp_path):
+    """A 6000 x 5000 radiograph is decoded at 1/2 size; box and mask still fit the lesion."""
+    import json
+
+    from bone_tumor_tf.data.images import MAX_DECODE_SIDE
+    from bone_tumor_tf.data.pipeline import prepare_record
+    from bone_tumor_tf.data.records import ImageRecord
+
+    height, width = 5000, 6000
+    image = np.zeros((height, width), np.uint8)
+    polygon = [[2000, 1500], [4400, 1500], [4400, 3500], [2000, 3500]]
+    cv2.fillPoly(image, [np.array(polygon, np.int32)], 220)
+    cv2.imwrite(str(tmp_path / "big.jpeg"), image)
+    (tmp_path / "big.json").write_text(json.dumps({
+        "shapes": [{"label": "osteosarcoma", "shape_type": "rectangle",
+                    "points": [[2000, 1500], [4400, 3500]]},
+                   {"label": "osteosarcoma", "shape_type": "polygon", "points": polygon}],
+        "imageHeight": height, "imageWidth": width}))
+    record = ImageRecord("big.jpeg", tmp_path / "big.jpeg", "malignant", "g",
+                         annotation=tmp_path / "big.json")
+    prepared, geometry, mask = prepare_record(record, 64, crop_mode="gt-box", with_mask=True)
+    assert max(geometry.original_hw) <= MAX_DECODE_SIDE
+    assert mask.sum() > 0.9 * geometry.resized_hw[0] * geometry.resized_hw[1]
+    assert prepared[mask == 1].mean() > 180  # the crop shows the bright lesion
+    whole, _, whole_mask = prepare_record(record, 64, crop_mode="none", with_mask=True)
+    overlap = (whole > 110) & (whole_mask == 1)
+    assert overlap.sum() >= 0.8 * whole_mask.sum()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bone_tumor_tf.data.images import is_image_file
+from bone_tumor_tf.data.images import is_dicom_file, is_image_file
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.errors import DataError
 
@@ -25,7 +25,7 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": 
 
 
 def _is_readable_file(path: Path) -> bool:
-    return path.is_file() and (is_image_file(path) or path.suffix.lower() == ".dcm")
+    return path.is_file() and (is_image_file(path) or is_dicom_file(path))
 
 
 def order_class_names(names) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from bone_tumor_tf.data.btxrd import (
     is_btxrd_folder,
 )
 from bone_tumor_tf.data.folders import FolderDataset
-from bone_tumor_tf.data.images import is_image_file, read_image
+from bone_tumor_tf.data.images import image_size, is_image_file, read_image
 from bone_tumor_tf.data.labelme import parse_labelme
 from bone_tumor_tf.data.pipeline import default_workers
 from bone_tumor_tf.data.records import ImageRecord
@@ -147,7 +147,8 @@ def _check_record(record: ImageRecord, is_tumor: bool) -> tuple[int, list[Proble
     """Decode the image and its annotation; returns (has valid annotation, problems)."""
     problems = []
     try:
-        image = read_image(record.path)
+        read_image(record.path)
+        original_hw = image_size(record.path)
     except DataError as error:
         return 0, [Problem(error.file, error.problem)]
     if record.annotation is None:
@@ -156,7 +157,7 @@ def _check_record(record: ImageRecord, is_tumor: bool) -> tuple[int, list[Proble
                                                       f"{ANNOTATIONS_DIR}/"))
         return 0, problems
     try:
-        annotation = parse_labelme(record.annotation, image_size=image.shape[:2])
+        annotation = parse_labelme(record.annotation, image_size=original_hw)
     except DataError as error:
         return 0, [Problem(error.file, error.problem)]
     problems += [Problem(str(record.annotation), w, WARNING) for w in annotation.warnings]

@@ -65,6 +65,23 @@ class LabelMeAnnotation:
         """Union of all polygons as a ``uint8`` {0, 1} mask (image_height, image_width)."""
         return polygons_to_mask(self.polygons, self.image_height, self.image_width)
 
+    def scaled(self, scale: float, image_hw: tuple[int, int] | None = None
+               ) -> LabelMeAnnotation:
+        """The annotation for the image decoded at ``scale`` x its original size.
+
+        ``image_hw``: the decoded image's (height, width) (libjpeg rounds reduced sizes
+        up, so it can differ by a pixel from ``round(size x scale)``).
+        """
+        if scale == 1.0 and image_hw in (None, (self.image_height, self.image_width)):
+            return self
+        height, width = image_hw or (round(self.image_height * scale),
+                                     round(self.image_width * scale))
+        return LabelMeAnnotation(
+            path=self.path, image_width=int(width), image_height=int(height),
+            boxes=[tuple(v * scale for v in box) for box in self.boxes],
+            polygons=[p * scale for p in self.polygons], labels=list(self.labels),
+            warnings=list(self.warnings))
+
 
 def union_box(boxes: list[Box]) -> Box | None:
     """The smallest box containing all ``boxes``; None for an empty list."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bone_tumor_tf.data.images import read_image
+from bone_tumor_tf.data.images import image_size, read_image_with_scale
 from bone_tumor_tf.data.labelme import parse_labelme
 from bone_tumor_tf.data.preprocess import (
     CROP_MODES,
@@ -141,10 +141,12 @@ def prepare_record(record: ImageRecord, size: int, crop_mode: str = "none", seed
     Returns ``(image uint8 (size, size), geometry, mask uint8 (size, size) or None)``.
     Raises :class:`DataError` naming the file on any problem.
     """
-    image = read_image(record.path)
+    image, scale = read_image_with_scale(record.path)
     annotation = None
     if record.annotation is not None:
-        annotation = parse_labelme(record.annotation, image_size=image.shape[:2])
+        # Annotations are in original pixels; huge images are decoded reduced.
+        annotation = parse_labelme(record.annotation, image_size=image_size(record.path))
+        annotation = annotation.scaled(scale, image.shape[:2])
     box = None
     if crop_mode == "gt-box":
         if annotation is not None:
