@@ -328,20 +328,64 @@ def _targets(labels: np.ndarray, num_classes: int, task: str) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
+class EpochSeeds:
+    """Epoch-keyed randomness for training pipelines that must resume reproducibly.
+
+    A ``tf.data`` shuffle and Keras' augmentation layers draw from generators whose state
+    starts afresh in a new process, so a run resumed at epoch k would see epoch 0's order
+    and augmentations. Here the order of epoch e is a stateless permutation keyed by
+    (seed, e) (``tf.random.experimental.index_shuffle``), and :meth:`start_epoch` re-seeds
+    the augmentation layers' generators from (seed, e): epoch e's batches are the same
+    whether or not the run was interrupted before it. Call :meth:`start_epoch` at the
+    beginning of every epoch (the Keras callback :meth:`callback` does).
+    """
+
+    def __init__(self, seed: int = 0):
+        import tensorflow as tf
+
+        self.seed = int(seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
+        self.augmentation = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch.assign(int(epoch))
+        if self.augmentation is not None:
+            for i, variable in enumerate(v for v in self.augmentation.variables
+                                         if "seed_generator_state" in v.path):
+                variable.assign(np.array([self.seed * 1000 + i, epoch], dtype="int64")
+                                .astype(variable.dtype))
+
+    def callback(self):
+        import keras
+
+        seeds = self
+
+        class StartEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                seeds.start_epoch(epoch)
+
+        return StartEpoch()
+
+
 def make_classification_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int,
                                 task: str = "multiclass", batch_size: int = 32,
                                 training: bool = False, augmentation: str = "standard",
-                                seed: int = 0, class_balanced: bool = False):
+                                seed: int = 0, class_balanced: bool = False,
+                                epoch_seeds: EpochSeeds | None = None):
     """``tf.data`` pipeline of (image float32 (B, S, S, 1) in [0, 255], target) batches.
 
     Targets: one-hot float32 (B, K) for ``multiclass``, float32 (B, 1) for ``binary``.
     Training pipelines shuffle with ``seed`` every epoch and augment; ``class_balanced``
     draws every class with equal probability (an infinite stream: pass ``steps_per_epoch``).
+    With ``epoch_seeds`` (deterministic runs) the order and augmentation of every epoch
+    depend only on (seed, epoch), see :class:`EpochSeeds`.
     """
     import tensorflow as tf
 
     images = np.asarray(images, np.uint8)[..., None] if np.ndim(images) == 3 else images
     targets = _targets(np.asarray(labels), num_classes, task)
+    if epoch_seeds is not None and training:
+        return _epoch_keyed_dataset(images, targets, batch_size, augmentation, epoch_seeds)
     if class_balanced and training:
         per_class = []
         for c in range(num_classes):
@@ -364,6 +408,31 @@ def make_classification_dataset(images: np.ndarray, labels: np.ndarray, num_clas
             lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y),
             num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_keyed_dataset(images, targets, batch_size, augmentation, epoch_seeds):
+    import tensorflow as tf
+
+    n = len(images)
+    # Variables are captured by reference: the data is not copied into the graph.
+    image_store = tf.Variable(images, trainable=False, name="train_images")
+    target_store = tf.Variable(targets, trainable=False, name="train_targets")
+    key = tf.constant([epoch_seeds.seed, 0], tf.int64)
+
+    def position_to_example(position):
+        seed = tf.stack([key[0], epoch_seeds.epoch.read_value()])
+        index = tf.random.experimental.index_shuffle(position, seed, n - 1)
+        return tf.gather(image_store, index), tf.gather(target_store, index)
+
+    dataset = tf.data.Dataset.range(n).map(position_to_example).batch(batch_size)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    augment = build_augmentation(augmentation, epoch_seeds.seed)
+    epoch_seeds.augmentation = augment
+    if augment is not None:
+        # One call at a time: the layers' generator state advances in a fixed order.
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y))
+    return dataset.prefetch(1)
 
 
 def make_segmentation_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int = 8,
