@@ -93,32 +93,85 @@ def write_config(run_dir: Path, config: dict) -> Path:
                              {"options": config, "versions": library_versions()})
 
 
+def _resumable(base):
+    """A Keras callback class whose counters survive a restart (saved after every epoch).
+
+    ``BackupAndRestore`` restores the model, the optimizer and the epoch, but not the
+    counters of ``EarlyStopping`` / ``ReduceLROnPlateau`` (best value, epochs waited, best
+    weights). Without them a resumed run would judge "best" over the epochs after the
+    restart only, and end with other weights than an uninterrupted run.
+    """
+
+    class Resumable(base):
+        _saved = ("wait", "best", "best_epoch", "cooldown_counter", "stopped_epoch")
+
+        def __init__(self, state_path, **kwargs):
+            super().__init__(**kwargs)
+            self.state_path = Path(state_path)
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if not self.state_path.is_file():
+                return
+            import json
+
+            state = json.loads(self.state_path.read_text())
+            for name, value in state.items():
+                if name in self._saved and hasattr(self, name):
+                    setattr(self, name, float(value) if name == "best" else int(value))
+            weights = self.state_path.with_suffix(".npz")
+            if getattr(self, "restore_best_weights", False) and weights.is_file():
+                with np.load(weights) as data:
+                    self.best_weights = [data[f"w{i}"] for i in range(len(data.files))]
+
+        def on_epoch_end(self, epoch, logs=None):
+            previous_best = getattr(self, "best", None)
+            super().on_epoch_end(epoch, logs)
+            state = {n: getattr(self, n) for n in self._saved if hasattr(self, n)}
+            state = {k: (float(v) if k == "best" else int(v)) for k, v in state.items()
+                     if v is not None}
+            if getattr(self, "restore_best_weights", False) and self.best_weights is not None \
+                    and self.best != previous_best:
+                tmp = self.state_path.with_name(self.state_path.stem + ".tmp.npz")
+                np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+                os.replace(tmp, self.state_path.with_suffix(".npz"))
+            atomic_write_json(self.state_path, state)
+
+    Resumable.__name__ = f"Resumable{base.__name__}"
+    return Resumable
+
+
 def phase_callbacks(run_dir: Path, phase: str, monitor: str, mode: str, patience: int,
-                    reduce_lr: bool = True, tensorboard: bool = True) -> list:
+                    reduce_lr: bool = True, tensorboard: bool = True,
+                    extra: list | None = None) -> list:
     """Keras callbacks of one training phase.
 
-    ``BackupAndRestore`` (resume an interrupted phase), ``ModelCheckpoint`` (best model on
-    ``monitor``), ``EarlyStopping`` (restoring the best weights), optionally
-    ``ReduceLROnPlateau(factor=0.3)``, ``CSVLogger`` (appending: a resumed phase continues
-    its file) and ``TensorBoard``.
+    ``ModelCheckpoint`` (best model on ``monitor``), ``EarlyStopping`` (restoring the best
+    weights), optionally ``ReduceLROnPlateau(factor=0.3)`` -- the last two resumable --,
+    ``CSVLogger`` (appending: a resumed phase continues its file), ``TensorBoard``, then
+    ``BackupAndRestore`` last, so that a backup is written only after everything else
+    recorded the epoch. ``extra`` callbacks run first (e.g. epoch seeding).
     """
     import keras
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "state" / f"backup_{phase}")),
+    state = run_dir / "state"
+    callbacks = list(extra or [])
+    callbacks += [
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / f"best_{phase}.keras"),
                                         monitor=monitor, mode=mode, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                      restore_best_weights=True),
+        _resumable(keras.callbacks.EarlyStopping)(
+            state / f"early_stopping_{phase}.json", monitor=monitor, mode=mode,
+            patience=patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
     ]
     if reduce_lr:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode=mode, factor=0.3, patience=max(1, patience // 2),
-            min_lr=1e-7))
+        callbacks.append(_resumable(keras.callbacks.ReduceLROnPlateau)(
+            state / f"reduce_lr_{phase}.json", monitor=monitor, mode=mode, factor=0.3,
+            patience=max(1, patience // 2), min_lr=1e-7))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase),
                                                      write_graph=False, profile_batch=0))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(state / f"backup_{phase}")))
     return callbacks
 
 
