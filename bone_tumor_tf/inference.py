@@ -79,12 +79,15 @@ class PreparedInput:
         original: the decoded image, ``uint8`` (H, W).
         input: the model-space image, ``uint8`` (size, size).
         geometry: how ``original`` became ``input`` (for mapping heatmaps and masks back).
+        scale: ``original``'s size / the file's size (1.0 unless a huge image was decoded
+            reduced); annotations in file pixels are multiplied by it.
     """
 
     path: Path
     original: np.ndarray
     input: np.ndarray
     geometry: CropGeometry
+    scale: float = 1.0
 
 
 def load_input(path: str | Path, image_size: int, crop_box=None) -> PreparedInput:
@@ -100,7 +103,8 @@ def load_input(path: str | Path, image_size: int, crop_box=None) -> PreparedInpu
         crop_box = tuple(v * scale for v in crop_box)
     geometry = plan_geometry(original.shape, image_size, crop_box=crop_box,
                              upscale=crop_box is None)
-    return PreparedInput(Path(path), original, apply_geometry(original, geometry), geometry)
+    return PreparedInput(Path(path), original, apply_geometry(original, geometry), geometry,
+                         scale)
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:

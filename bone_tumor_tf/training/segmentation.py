@@ -1,0 +1,375 @@
+"""Training of the tumor segmentation U-Nets, evaluation and the run report.
+
+Data: the tumor radiographs of a BTXRD-format dataset with their LabelMe polygon masks
+(tumor images without an annotation, or whose annotation holds no polygon, are left out
+and counted); with ``include_normals`` the normal radiographs join with empty masks, which
+teaches the model to predict nothing on them and makes the normal-image false-positive
+rate measurable. Every image is scaled (aspect preserved) and zero-padded to ``S x S``
+(crop mode ``none``); masks follow the same geometry (nearest neighbour). The split is the
+classification one (grouped by patient, stratified by label; saved as ``splits.csv``).
+
+Model: :func:`bone_tumor_tf.models.unet.build_unet`, the U-Net of Ronneberger et al.
+(MICCAI 2015, arXiv:1505.04597) or, by default, the Attention U-Net of Oktay et al.
+(MIDL 2018, arXiv:1804.03999), optionally on a ResNet50 / DenseNet121 encoder.
+
+Training: one phase (``"train"``) with Adam, :class:`~bone_tumor_tf.losses.BCEDiceLoss`
+``alpha * BCE + (1 - alpha) * (1 - soft Dice)`` (per image) and
+:class:`~bone_tumor_tf.metrics.DiceCoefficient`; joint geometric augmentation of image and
+mask (:func:`~bone_tumor_tf.data.pipeline.make_segmentation_dataset`); the callbacks of
+:func:`~bone_tumor_tf.training.runs.phase_callbacks` monitor ``val_dice`` (mode max):
+``BackupAndRestore`` (an interrupted run resumes where its last finished epoch left off
+when the same command is run again), ``ModelCheckpoint``, ``EarlyStopping`` restoring the
+best weights, ``ReduceLROnPlateau``, ``CSVLogger`` and ``TensorBoard``.
+
+Evaluation: :mod:`bone_tumor_tf.evaluation.segmentation`, on the test split at each
+image's original resolution, next to the all-empty prediction baseline.
+
+Run folder (see :mod:`bone_tumor_tf.training.runs`): ``config.json``, ``splits.csv``,
+``history.csv``, ``logs/``, ``metrics.json``, ``report.md``, ``training_curves.png``,
+``overlay_{best,median,worst}.png``, ``model.json`` (the preprocessing contract) and,
+written last, ``model.keras`` (the best model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.training import runs
+
+MONITOR, MONITOR_MODE = "val_dice", "max"
+PHASE = "train"
+ARCHS = ("attention-unet", "unet")
+AUGMENTATIONS = ("standard", "none")
+
+
+@dataclass
+class SegmentationOptions:
+    """Every option of a segmentation run (saved in ``config.json``).
+
+    The defaults are tuned on the 400-image synthetic demo set (``data="demo"``): about
+    2.5 CPU minutes (2 cores) for a test Dice near 0.7 against 0.0 for the empty
+    prediction. Batch size 4 (twice the updates per epoch of 8) and ``patience`` 12 (so
+    ``ReduceLROnPlateau``, at ``patience // 2``, does not cut the rate on the noisy early
+    ``val_dice`` of a small validation split) mattered most. On BTXRD use a larger
+    ``image_size`` (e.g. 256), ``base_filters`` (e.g. 32) and more epochs.
+    """
+
+    data: str
+    out: str
+    arch: str = "attention-unet"
+    encoder: str = "none"
+    encoder_weights: str = "none"
+    epochs: int = 25
+    image_size: int = 128
+    base_filters: int = 8
+    depth: int = 4
+    dropout: float = 0.0
+    bn_momentum: float = 0.9
+    batch_size: int = 4
+    lr: float = 2e-3
+    alpha: float = 0.5
+    smooth: float = 1.0
+    threshold: float = 0.5
+    include_normals: bool = False
+    augmentation: str = "standard"
+    patience: int = 12
+    split_by: str = "patient"
+    holdout_center: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    on_bad_file: str = "stop"
+    overwrite: bool = False
+    cache_dir: str | None = None
+    crop: str = "none"
+    verbose: str | int = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SegmentationSplit:
+    """Model-space images and masks of one split.
+
+    Attributes:
+        images: ``uint8`` ``(N, S, S)`` in [0, 255].
+        masks: ``uint8`` ``(N, S, S)`` in {0, 1}.
+        geometries: per image, how the original became the input.
+        records: per image, its record.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    geometries: list
+    records: list
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def check_options(options: SegmentationOptions) -> None:
+    """Refuse bad or contradictory options before any work (one-line errors)."""
+    from bone_tumor_tf.models.unet import ENCODERS
+
+    if options.arch not in ARCHS:
+        raise BoneTumorError(f"--arch must be one of {', '.join(ARCHS)}, got {options.arch!r}")
+    if options.encoder not in ENCODERS:
+        raise BoneTumorError(f"--encoder must be one of {', '.join(ENCODERS)}, "
+                             f"got {options.encoder!r}")
+    if options.encoder == "none" and str(options.encoder_weights).lower() != "none":
+        raise BoneTumorError("--encoder-weights needs --encoder resnet50 or densenet121")
+    if options.crop != "none":
+        raise BoneTumorError("segmentation uses the whole image (crop mode none), "
+                             f"got crop {options.crop!r}")
+    if options.augmentation not in AUGMENTATIONS:
+        raise BoneTumorError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}")
+    if options.encoder != "none" and options.depth != 4:
+        raise BoneTumorError("--depth must be 4 with an encoder (the backbone fixes it)")
+    multiple = 32 if options.encoder != "none" else 2 ** options.depth
+    if options.image_size < 32 or options.image_size % multiple:
+        raise BoneTumorError(f"--image-size must be a multiple of {multiple} and >= 32, got "
+                             f"{options.image_size}")
+    if options.base_filters < 1 or options.depth < 1 or options.batch_size < 1:
+        raise BoneTumorError("--base-filters, --depth and --batch-size must be >= 1")
+    if options.epochs < 0 or options.patience < 1:
+        raise BoneTumorError("--epochs must be >= 0 and --patience >= 1")
+    if not options.lr > 0:
+        raise BoneTumorError(f"--lr must be > 0, got {options.lr}")
+    if not 0.0 <= options.alpha <= 1.0:
+        raise BoneTumorError(f"--alpha must be in [0, 1], got {options.alpha}")
+    if not 0.0 < options.threshold < 1.0:
+        raise BoneTumorError(f"--threshold must be in (0, 1), got {options.threshold}")
+    if not 0.0 <= options.dropout < 1.0:
+        raise BoneTumorError(f"--dropout must be in [0, 1), got {options.dropout}")
+    if not 0.0 < options.bn_momentum < 1.0:
+        raise BoneTumorError(f"--bn-momentum must be in (0, 1), got {options.bn_momentum}")
+
+
+def wants_record(record, include_normals: bool) -> bool:
+    """Records a segmentation run uses: annotated tumor images, normals on request."""
+    if record.label == "normal":
+        return include_normals
+    return record.annotation is not None
+
+
+def split_data(prepared, splits) -> tuple[dict[str, SegmentationSplit], int]:
+    """Per-split images, masks, geometries and records; drops tumor images without mask.
+
+    Returns:
+        ``({"train": ..., "val": ..., "test": ...}, number of tumor images dropped because
+        their annotation holds no polygon, i.e. their mask is empty)``.
+    """
+    tumor = np.array([r.label != "normal" for r in prepared.records], bool)
+    empty = prepared.masks.reshape(len(prepared.records), -1).max(axis=1) == 0
+    keep = ~(tumor & empty)
+    names = splits["split"].to_numpy()
+    out = {}
+    for name in ("train", "val", "test"):
+        index = np.flatnonzero((names == name) & keep)
+        out[name] = SegmentationSplit(prepared.images[index], prepared.masks[index],
+                                      [prepared.geometries[i] for i in index],
+                                      [prepared.records[i] for i in index])
+    return out, int((tumor & empty).sum())
+
+
+def build_model(options: SegmentationOptions):
+    """The (Attention) U-Net of ``options``, compiled (Adam, BCE + Dice, Dice metric).
+
+    BatchNorm momentum is set to ``options.bn_momentum`` (0.9 by default, Keras' 0.99
+    otherwise): a moving statistic after ``n`` steps keeps a weight ``momentum**n`` on its
+    initial value, and with the ~20 steps per epoch of a small dataset 0.99 leaves
+    inference-mode BatchNorm (validation, test) far from the data for the first ~10
+    epochs, so ``val_dice`` (the monitored quantity) swings erratically.
+    """
+    import keras
+
+    from bone_tumor_tf.losses import BCEDiceLoss
+    from bone_tumor_tf.metrics import DiceCoefficient
+    from bone_tumor_tf.models.unet import build_unet
+
+    try:
+        model = build_unet(image_size=options.image_size, base_filters=options.base_filters,
+                           depth=options.depth, attention=options.arch == "attention-unet",
+                           encoder=options.encoder, encoder_weights=options.encoder_weights,
+                           dropout=options.dropout)
+    except ValueError as error:
+        raise BoneTumorError(f"cannot build {options.arch}: {error}") from None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = options.bn_momentum
+    model.compile(optimizer=keras.optimizers.Adam(options.lr),
+                  loss=BCEDiceLoss(alpha=options.alpha, smooth=options.smooth),
+                  metrics=[DiceCoefficient(threshold=options.threshold)])
+    return model
+
+
+def model_contract(options: SegmentationOptions, data_dir, synthetic: bool,
+                   parameters: int) -> dict:
+    """The ``model.json`` sidecar: what a user of ``model.keras`` must do to its inputs."""
+    return {"task": "segmentation", "image_size": options.image_size, "channels": 1,
+            "crop_mode": "none", "input_range": [0, 255], "input": "image", "output": "mask",
+            "output_meaning": "per-pixel tumor probability (sigmoid)",
+            "threshold": options.threshold, "arch": options.arch, "encoder": options.encoder,
+            "base_filters": options.base_filters, "depth": options.depth,
+            "parameters": parameters, "data_source": str(data_dir),
+            "synthetic_data": bool(synthetic)}
+
+
+def train_segmentation(options: SegmentationOptions, callbacks: list | None = None) -> Path:
+    """Train, evaluate and report one segmentation run; returns the run folder.
+
+    Args:
+        options: the run's options (see :class:`SegmentationOptions`, :func:`check_options`).
+        callbacks: extra Keras callbacks, appended after the run's own (e.g. progress).
+
+    Raises:
+        BoneTumorError: bad options, a finished run in ``options.out`` without
+            ``overwrite``, bad files (unless ``on_bad_file="skip"``), a dataset without
+            tumor polygons or with an empty split, missing encoder weights.
+    """
+    import keras
+
+    from bone_tumor_tf.data.pipeline import make_segmentation_dataset
+    from bone_tumor_tf.evaluation.segmentation import write_model_sidecar
+    from bone_tumor_tf.training.classification import load_run_data
+
+    check_options(options)
+    run_dir, resuming = runs.prepare_run_dir(options.out, options.overwrite)
+    if resuming:
+        print(f"resuming the interrupted run in {run_dir}", file=sys.stderr)
+    runs.seed_everything(options.seed, options.deterministic)
+    _, splits, prepared, data_dir, synthetic = load_run_data(
+        options, run_dir, resuming, with_masks=True,
+        records_filter=lambda r: wants_record(r, options.include_normals))
+    data_dir = Path(data_dir).resolve()
+    if not any(r.label != "normal" for r in prepared.records):
+        raise DataError(data_dir, "no tumor images with LabelMe annotations; segmentation "
+                                  "needs BTXRD-format data with tumor polygons")
+    arrays, dropped = split_data(prepared, splits)
+    if dropped:
+        print(f"left out {dropped} tumor images whose annotation holds no polygon",
+              file=sys.stderr)
+    for name, part in arrays.items():
+        if len(part) == 0:
+            raise DataError(data_dir, f"the {name} split has no annotated images; "
+                                      "segmentation needs BTXRD-format data with LabelMe "
+                                      "tumor polygons (and enough of them)")
+    counts = {name: {"images": len(part),
+                     "normal": sum(r.label == "normal" for r in part.records)}
+              for name, part in arrays.items()}
+    runs.write_config(run_dir, {**options.to_dict(), "task": "segmentation",
+                                "data_dir": str(data_dir), "synthetic_data": synthetic,
+                                "split_counts": counts,
+                                "tumor_images_without_polygon": dropped})
+
+    model = build_model(options)
+    train_ds = make_segmentation_dataset(arrays["train"].images, arrays["train"].masks,
+                                         options.batch_size, training=True,
+                                         augmentation=options.augmentation, seed=options.seed)
+    val_ds = make_segmentation_dataset(arrays["val"].images, arrays["val"].masks,
+                                       options.batch_size)
+    done = runs.phase_done(run_dir, PHASE)
+    if done is not None:
+        model.load_weights(str(done))
+        print(f"{PHASE}: already finished, weights loaded", file=sys.stderr)
+    else:
+        print(f"{PHASE}: {options.arch}, {model.count_params():,} parameters, "
+              f"{len(arrays['train'])} training images, {options.epochs} epochs at most",
+              file=sys.stderr)
+        if options.epochs > 0:
+            model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, shuffle=False,
+                      callbacks=runs.phase_callbacks(run_dir, PHASE, MONITOR, MONITOR_MODE,
+                                                     options.patience)
+                      + list(callbacks or []),
+                      verbose=options.verbose)
+        runs.mark_phase_done(run_dir, PHASE, model)
+    runs.merge_histories(run_dir, [PHASE])
+    model_path = runs.save_model_atomic(model, run_dir / "model.keras.partial.keras")
+    write_model_sidecar(run_dir / "model.keras",
+                        model_contract(options, data_dir, synthetic, model.count_params()))
+    evaluate_run(model, run_dir, arrays, options, data_dir, synthetic, dropped)
+    # model.keras appears last: its presence (with metrics.json) marks a finished run.
+    model_path.replace(run_dir / "model.keras")
+    keras.backend.clear_session()
+    return run_dir
+
+
+def split_dice(model, arrays: dict[str, SegmentationSplit], threshold: float,
+               batch_size: int) -> dict[str, float]:
+    """Mean per-image Dice of each split at the model's input resolution."""
+    from bone_tumor_tf.evaluation.segmentation import predict_probability_maps
+    from bone_tumor_tf.metrics import dice_score
+
+    out = {}
+    for name, part in arrays.items():
+        probs = predict_probability_maps(model, part.images, batch_size)
+        out[name] = float(np.mean([dice_score(p >= threshold, m)
+                                   for p, m in zip(probs, part.masks)]))
+    return out
+
+
+def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
+                 options: SegmentationOptions, data_dir, synthetic: bool,
+                 dropped: int = 0) -> dict:
+    """``metrics.json``, overlays, training curves and ``report.md`` of a trained model."""
+    from bone_tumor_tf.evaluation.segmentation import (
+        ARCH_NAMES,
+        evaluate_segmentation,
+        plot_segmentation_curves,
+        predictions_at_original_resolution,
+        write_case_overlays,
+        write_segmentation_report,
+    )
+    from bone_tumor_tf.io_utils import atomic_write_json
+
+    test = arrays["test"]
+    predictions = predictions_at_original_resolution(model, test.images, test.geometries,
+                                                     test.records, options.batch_size)
+    metrics = {"task": "segmentation", "split": "test",
+               **evaluate_segmentation(predictions, options.threshold, seed=options.seed)}
+    by_split = split_dice(model, arrays, options.threshold, options.batch_size)
+    metrics["split_dice_input_resolution"] = by_split
+    metrics["run"] = {"arch": options.arch, "encoder": options.encoder,
+                      "encoder_weights": options.encoder_weights,
+                      "image_size": options.image_size, "base_filters": options.base_filters,
+                      "depth": options.depth, "parameters": int(model.count_params()),
+                      "include_normals": options.include_normals,
+                      "split_by": options.split_by, "seed": options.seed,
+                      "data": str(data_dir), "synthetic_data": bool(synthetic),
+                      "tumor_images_without_polygon": dropped}
+    atomic_write_json(run_dir / "metrics.json", metrics)
+
+    figures = {}
+    history = runs.read_history(run_dir / f"history_{PHASE}.csv")
+    if not history.empty:
+        history = history.assign(epoch=history["epoch"] + 1)
+        figures["Training curves"] = plot_segmentation_curves(
+            history, run_dir / "training_curves.png")
+    overlays = write_case_overlays(predictions, metrics, run_dir, options.threshold)
+    for case, path in overlays.items():
+        figures[f"{case.capitalize()} test case by Dice (green: ground truth, red: "
+                "prediction)"] = path
+    split_kind = {"patient": "by patient (grouped, stratified 70/15/15)",
+                  "image": "by image (naive stratified 70/15/15, patients may leak)",
+                  "center": "by center (one center held out as test)"}[options.split_by]
+    arch_name = ARCH_NAMES[options.arch]
+    write_segmentation_report(
+        run_dir, metrics, title=f"{arch_name} tumor segmentation",
+        data_source=str(data_dir) + (" (synthetic)" if synthetic else ""),
+        split_kind=split_kind,
+        model_info={"architecture": arch_name, "encoder": options.encoder,
+                    "encoder weights": options.encoder_weights,
+                    "input": f"{options.image_size} px gray",
+                    "base filters / depth": f"{options.base_filters} / {options.depth}",
+                    "parameters": f"{model.count_params():,}",
+                    "loss": f"{options.alpha:g} BCE + {1 - options.alpha:g} (1 - soft Dice)",
+                    "normal images in training": "yes" if options.include_normals else "no",
+                    "training images": len(arrays["train"]), "seed": options.seed},
+        split_dice=by_split, figures=figures, synthetic=synthetic)
+    return metrics

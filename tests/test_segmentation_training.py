@@ -1,0 +1,280 @@
+"""Segmentation training, evaluation at original resolution, mask prediction, resume.
+
+Tiny models only (32 px, base_filters 4, depth 3, 1-2 epochs) on the shared 60-image
+synthetic BTXRD fixture.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
+from bone_tumor_tf.evaluation.segmentation import (
+    OVERLAY_CASES,
+    SIDECAR_NAME,
+    draw_overlay,
+    empty_prediction_baseline,
+    predict_masks,
+    read_model_sidecar,
+    select_cases,
+    write_comparison_report,
+)
+from bone_tumor_tf.evaluation.segmentation import main as compare_main
+from bone_tumor_tf.inference import load_model
+from bone_tumor_tf.training.segmentation import (
+    SegmentationOptions,
+    build_model,
+    check_options,
+    train_segmentation,
+)
+
+TINY = dict(image_size=32, base_filters=4, depth=3, batch_size=8, patience=3, verbose=0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _options(data, out, **overrides) -> SegmentationOptions:
+    return SegmentationOptions(data=str(data), out=str(out), **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def attention_run(synthetic_btxrd, tmp_path_factory):
+    """A finished 2-epoch Attention U-Net run with normal images (shared by the tests)."""
+    out = tmp_path_factory.mktemp("seg") / "attention"
+    options = _options(synthetic_btxrd, out, epochs=2, include_normals=True)
+    return train_segmentation(options), options
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("train_segmentation_cli",
+                                                  REPO / "train_segmentation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def test_run_folder_contents_and_metrics(attention_run, synthetic_btxrd):
+    run_dir, options = attention_run
+    for name in ("model.keras", SIDECAR_NAME, "config.json", "splits.csv", "history.csv",
+                 "metrics.json", "report.md", "training_curves.png",
+                 *(f"overlay_{case}.png" for case in OVERLAY_CASES)):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "logs" / "train").rglob("*tfevents*"))
+    assert not list(run_dir.glob("*.partial*")) and not list(run_dir.glob(".*tmp*"))
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("dice_mean", "dice_median", "iou_mean", "iou_median", "dice_pooled",
+                "iou_pooled", "pixel_auc", "normal_fp_image_rate", "empty_prediction",
+                "dice_gain_over_empty", "per_image", "split_dice_input_resolution", "run"):
+        assert key in metrics, key
+    assert metrics["task"] == "segmentation" and metrics["resolution"] == "original"
+    assert metrics["n_normal"] > 0 and metrics["n_tumor"] > 0
+    # The empty prediction scores 1 on every normal image and 0 on every tumor image.
+    base = metrics["empty_prediction"]
+    assert base["dice_mean"] == pytest.approx(metrics["n_normal"] / metrics["n_images"])
+    assert base["dice_pooled"] == 0.0 and base["normal_fp_image_rate"] == 0.0
+
+    # Per-image sizes are the ORIGINAL image sizes, not the 32 px model input.
+    item = metrics["per_image"][0]
+    original = cv2.imread(str(synthetic_btxrd / "images" / item["image_id"]),
+                          cv2.IMREAD_GRAYSCALE)
+    assert (item["height"], item["width"]) == original.shape
+    assert max(original.shape) > options.image_size
+
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2] and "val_dice" in history
+    sidecar = read_model_sidecar(run_dir / "model.keras")
+    assert sidecar["task"] == "segmentation" and sidecar["image_size"] == 32
+    assert sidecar["crop_mode"] == "none" and sidecar["arch"] == "attention-unet"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["options"]["include_normals"] is True
+
+
+def test_report_iou_never_above_dice(attention_run):
+    run_dir, _ = attention_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for item in metrics["per_image"]:
+        assert item["iou"] <= item["dice"] + 1e-12
+    assert metrics["iou_mean"] <= metrics["dice_mean"] + 1e-12
+    assert metrics["iou_median"] <= metrics["dice_median"] + 1e-12
+    assert metrics["iou_pooled"] <= metrics["dice_pooled"] + 1e-12
+    report = (run_dir / "report.md").read_text()
+    assert "| Metric | Model | Empty prediction |" in report
+    assert "original resolution" in report and "WARNING: synthetic data" in report
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_saved_model_reloads_identically(attention_run):
+    run_dir, options = attention_run
+    loaded = load_model(run_dir / "model.keras")  # safe_mode=True
+    also = keras.models.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
+    rebuilt = build_model(options)
+    rebuilt.load_weights(str(run_dir / "state" / "train_done.weights.h5"))
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype("float32")
+    expected = rebuilt.predict(x, verbose=0)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    np.testing.assert_array_equal(also.predict(x, verbose=0), expected)
+
+
+def test_predict_masks_at_original_size(attention_run, synthetic_btxrd, tmp_path):
+    run_dir, _ = attention_run
+    images = sorted((synthetic_btxrd / "images").iterdir())[:3]
+    twin = tmp_path / "other" / images[0].name  # same stem as images[0]
+    twin.parent.mkdir()
+    twin.write_bytes(images[0].read_bytes())
+    results = predict_masks(run_dir / "model.keras", [*images, twin.parent], tmp_path / "out",
+                            batch_size=2)
+    assert [Path(r["file"]).name for r in results] == [p.name for p in images] + [twin.name]
+    assert len({r["mask"] for r in results}) == 4  # the repeated stem does not overwrite
+    for result in results:
+        original = cv2.imread(result["file"], cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(result["mask"], cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(result["overlay"], cv2.IMREAD_UNCHANGED)
+        assert Path(result["mask"]).name.endswith("_mask.png")
+        assert mask.shape == original.shape == (result["height"], result["width"])
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert overlay.shape == original.shape + (3,)
+        assert result["tumor_pixels"] == int(np.count_nonzero(mask))
+    # threshold 0 < t < 1 and the model's input size are enforced
+    with pytest.raises(ModelFileError, match="expects 32 px"):
+        predict_masks(run_dir / "model.keras", images[:1], tmp_path / "x", image_size=64)
+    with pytest.raises(DataError, match="missing.png"):
+        predict_masks(run_dir / "model.keras", [tmp_path / "missing.png"], tmp_path / "x")
+
+
+# --------------------------------------------------------------------------- resume
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAfterEpoch(keras.callbacks.Callback):
+    """Simulates a crash right after an epoch was backed up (BackupAndRestore runs first)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupt(f"killed after epoch {epoch + 1}")
+
+
+class _RecordEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.started = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+
+
+@pytest.fixture(scope="module")
+def resumed_unet_run(synthetic_btxrd, tmp_path_factory):
+    """A U-Net run killed after epoch 1 of 2, then finished by the same call (shared)."""
+    out = tmp_path_factory.mktemp("seg") / "unet"
+    options = _options(synthetic_btxrd, out, arch="unet", epochs=2, include_normals=True)
+    with pytest.raises(_Interrupt):
+        train_segmentation(options, callbacks=[_InterruptAfterEpoch(0)])
+    interrupted = {"backup": (out / "state" / "backup_train").is_dir(),
+                   "model": (out / "model.keras").exists(),
+                   "splits": (out / "splits.csv").read_text()}
+    recorder = _RecordEpochs()
+    run_dir = train_segmentation(options, callbacks=[recorder])
+    return run_dir, options, interrupted, recorder.started
+
+
+def test_interrupted_run_resumes_after_last_finished_epoch(resumed_unet_run):
+    run_dir, options, interrupted, started = resumed_unet_run
+    assert interrupted["backup"] and not interrupted["model"]
+    assert started == [1]  # only epoch 2 (0-based 1) ran: epoch 1 was not trained again
+    assert list(pd.read_csv(run_dir / "history_train.csv")["epoch"]) == [0, 1]
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [1, 2]
+    assert (run_dir / "splits.csv").read_text() == interrupted["splits"]
+    assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "state" / "backup_train").exists()
+    with pytest.raises(BoneTumorError, match="finished run"):
+        train_segmentation(options)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_comparison_lists_both_architectures(attention_run, resumed_unet_run, tmp_path,
+                                             capsys):
+    out = tmp_path / "comparison.md"
+    assert write_comparison_report([attention_run[0], resumed_unet_run[0]], out) == out
+    table = out.read_text()
+    assert "| Attention U-Net |" in table and "| U-Net |" in table
+    assert "(empty prediction)" in table and "Same test images in every run: **yes**" in table
+    assert compare_main([str(attention_run[0]), "--compare", str(resumed_unet_run[0]),
+                         "--out", str(out)]) == 0
+    assert "Attention U-Net" in capsys.readouterr().out
+    assert compare_main([str(attention_run[0]), str(tmp_path / "nope")]) == 2
+
+
+def test_cli_trains_and_compares(attention_run, synthetic_btxrd, tmp_path, capsys):
+    cli = _load_cli()
+    args = ["--data", str(synthetic_btxrd), "--out", str(tmp_path / "cli"), "--arch", "unet",
+            "--image-size", "32", "--base-filters", "4", "--depth", "3", "--epochs", "0",
+            "--include-normals", "--compare", str(attention_run[0])]
+    assert cli.main(args) == 0
+    table = (tmp_path / "cli" / "comparison.md").read_text()
+    assert "| Attention U-Net |" in table and "| U-Net |" in table
+    assert cli.main(args) == 2  # a finished run is refused with a one-line error
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    cases = [dict(image_size=36), dict(arch="segnet"), dict(crop="gt-box"),
+             dict(encoder_weights="imagenet"), dict(alpha=1.5), dict(encoder="resnet50", depth=3)]
+    for overrides in cases:
+        with pytest.raises(BoneTumorError) as info:
+            check_options(_options("demo", tmp_path, **overrides))
+        assert "\n" not in str(info.value)
+
+
+def test_select_cases_prefers_tumor_images():
+    dices = [1.0, 0.2, 0.9, 0.5, 1.0]
+    normal = [True, False, False, False, True]
+    assert select_cases(dices, normal) == {"best": 2, "median": 3, "worst": 1}
+    assert select_cases([0.3, 0.1], [True, True]) == {"best": 0, "median": 0, "worst": 1}
+    assert select_cases([], []) == {}
+
+
+def test_empty_baseline_and_overlay_colours():
+    masks = [np.zeros((4, 5), bool), np.pad(np.ones((2, 2), bool), 1)]
+    base = empty_prediction_baseline(masks, [True, False])
+    assert base["dice_mean"] == 0.5 and base["dice_pooled"] == 0.0
+    assert base["tumor_dice_mean"] == 0.0 and base["normal_fp_image_rate"] == 0.0
+    image = np.full((40, 40), 100, np.uint8)
+    truth = np.zeros((40, 40), bool)
+    truth[5:15, 5:15] = True
+    pred = np.zeros((40, 40), bool)
+    pred[20:30, 20:30] = True
+    overlay = draw_overlay(image, pred, truth)
+    assert tuple(overlay[5, 10]) == (0, 200, 0)  # green truth outline (BGR)
+    assert tuple(overlay[20, 25]) == (0, 0, 255)  # red prediction outline
+    assert tuple(overlay[35, 35]) == (100, 100, 100)
+
+
+def test_class_folder_data_is_refused(tmp_path):
+    from bone_tumor_tf.data.synthetic import generate_folders
+
+    root = generate_folders(tmp_path / "folders", n=8, size=(64, 80))
+    with pytest.raises(DataError, match="no tumor images with LabelMe annotations"):
+        train_segmentation(_options(root, tmp_path / "run"))
