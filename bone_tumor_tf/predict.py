@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=None,
                         help="output folder for segmentation masks and overlays")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="mask threshold (segmentation)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="mask threshold (segmentation; default: the run's, from "
+                             "model.json, else 0.5)")
     return parser
 
 
@@ -97,9 +98,12 @@ def main(argv=None) -> int:
             if not args.out:
                 raise BoneTumorError("--out is required for a segmentation model (masks are "
                                      "written as PNG files)")
-            from bone_tumor_tf.evaluation.segmentation import predict_masks
+            from bone_tumor_tf.evaluation.segmentation import predict_masks, read_model_sidecar
 
-            results = predict_masks(model, files, args.out, threshold=args.threshold,
+            threshold = args.threshold
+            if threshold is None:
+                threshold = float((read_model_sidecar(args.model) or {}).get("threshold", 0.5))
+            results = predict_masks(model, files, args.out, threshold=threshold,
                                     batch_size=args.batch_size)
             for row in results:
                 print(json.dumps(row) if args.json else

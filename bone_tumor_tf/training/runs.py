@@ -141,6 +141,46 @@ def _resumable(base):
     return Resumable
 
 
+def atomic_backup_and_restore(backup_dir: Path):
+    """``keras.callbacks.BackupAndRestore`` whose backup is replaced atomically.
+
+    Keras writes the weights and then the epoch counter in place, so a kill during the
+    write leaves a truncated HDF5 file (or weights and epoch that disagree) and the restart
+    fails. Here each backup is written whole into ``<dir>.new`` and swapped in with renames;
+    at start-up a swap that was cut short is completed first.
+    """
+    import shutil
+
+    import keras
+
+    backup_dir = Path(backup_dir)
+    new, old = backup_dir.with_name(backup_dir.name + ".new"), \
+        backup_dir.with_name(backup_dir.name + ".old")
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            if not backup_dir.exists() and old.exists():
+                old.rename(backup_dir)  # killed between the two renames
+            shutil.rmtree(new, ignore_errors=True)  # killed while writing: discard
+            shutil.rmtree(old, ignore_errors=True)
+            super().on_train_begin(logs)
+
+        def _save_model(self):
+            import json
+
+            shutil.rmtree(new, ignore_errors=True)
+            new.mkdir(parents=True)
+            self.model.save_weights(str(new / Path(self._weights_path).name))
+            (new / Path(self._training_metadata_path).name).write_text(json.dumps(
+                {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+            if backup_dir.exists():
+                backup_dir.rename(old)
+            new.rename(backup_dir)
+            shutil.rmtree(old, ignore_errors=True)
+
+    return AtomicBackupAndRestore(str(backup_dir))
+
+
 def phase_callbacks(run_dir: Path, phase: str, monitor: str, mode: str, patience: int,
                     reduce_lr: bool = True, tensorboard: bool = True,
                     extra: list | None = None) -> list:
@@ -171,7 +211,7 @@ def phase_callbacks(run_dir: Path, phase: str, monitor: str, mode: str, patience
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase),
                                                      write_graph=False, profile_batch=0))
-    callbacks.append(keras.callbacks.BackupAndRestore(str(state / f"backup_{phase}")))
+    callbacks.append(atomic_backup_and_restore(state / f"backup_{phase}"))
     return callbacks
 
 
