@@ -41,6 +41,20 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
 
 
+CACHE_DIR = Path("runs") / ".cache"
+
+
+def demo_classifier(data, out, arch: str, task: str, crop: str, quick: bool):
+    """Options of a demo classifier: random init, 64 px, 2 + 8 epochs (1 + 1 with quick)."""
+    from bone_tumor_tf.training.classification import ClassifierOptions
+
+    return ClassifierOptions(
+        data=str(data), out=str(out), arch=arch, task=task, weights="none", crop=crop,
+        epochs=1 if quick else 2, phase2_epochs=1 if quick else 8, image_size=64,
+        batch_size=32, lr=3e-3, phase2_lr=1e-3, patience=4, cache_dir=str(CACHE_DIR),
+        n_bootstrap=200 if quick else 1000, verbose=2)
+
+
 def run_demo(out: str | Path, quick: bool = False) -> Path:
     """Run every step; returns the path of ``summary.md``."""
     from bone_tumor_tf.data import load_dataset
@@ -48,19 +62,12 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     from bone_tumor_tf.data.preview import preview_dataset
     from bone_tumor_tf.data.splits import make_splits, save_splits
     from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
-    from bone_tumor_tf.training.classification import (
-        ClassifierOptions,
-        resolve_data_dir,
-        train_classifier,
-    )
+    from bone_tumor_tf.training.classification import resolve_data_dir, train_classifier
     from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = str(Path("runs") / ".cache")
     timings = {}
-    size = 64
-    epochs = (1, 1) if quick else (2, 8)
 
     start = _step("1. synthetic data")
     btxrd_dir, _ = resolve_data_dir("demo", "btxrd")
@@ -84,30 +91,24 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     densenet_dir = out / "densenet121-multiclass"
     start = _step("3a. DenseNet121, normal / benign / malignant (crop gt-box)")
     if not _finished(densenet_dir):
-        train_classifier(ClassifierOptions(
-            data=str(btxrd_dir), out=str(densenet_dir), arch="densenet121", task="multiclass",
-            weights="none", crop="gt-box", epochs=epochs[0], phase2_epochs=epochs[1],
-            image_size=size, batch_size=32, lr=3e-3, phase2_lr=1e-3, patience=4,
-            cache_dir=cache, n_bootstrap=200 if quick else 1000, verbose=2))
+        train_classifier(demo_classifier(btxrd_dir, densenet_dir, "densenet121", "multiclass",
+                                         "gt-box", quick))
     timings["densenet121"] = time.perf_counter() - start
 
     resnet_dir = out / "resnet50-binary"
     start = _step("3b. ResNet50, cancer vs normal (class-per-folder set)")
     if not _finished(resnet_dir):
-        train_classifier(ClassifierOptions(
-            data=str(folders_dir), out=str(resnet_dir), arch="resnet50", task="binary",
-            weights="none", crop="none", epochs=epochs[0], phase2_epochs=epochs[1],
-            image_size=size, batch_size=32, lr=3e-3, phase2_lr=1e-3, patience=4,
-            cache_dir=cache, n_bootstrap=200 if quick else 1000, verbose=2))
+        train_classifier(demo_classifier(folders_dir, resnet_dir, "resnet50", "binary", "none",
+                                         quick))
     timings["resnet50"] = time.perf_counter() - start
 
     unet_dir = out / "attention-unet"
     start = _step("4. attention U-Net, tumor masks")
     if not _finished(unet_dir):
+        quick_settings = {"epochs": 2, "image_size": 64} if quick else {}
         train_segmentation(SegmentationOptions(
             data=str(btxrd_dir), out=str(unet_dir), arch="attention-unet",
-            epochs=2 if quick else 30, image_size=64 if quick else 128,
-            base_filters=8 if quick else 16, cache_dir=cache, verbose=2))
+            cache_dir=str(CACHE_DIR), verbose=2, **quick_settings))
     timings["attention_unet"] = time.perf_counter() - start
 
     start = _step("5. Grad-CAM on the DenseNet121 test images")

@@ -18,7 +18,7 @@ from bone_tumor_tf.data.preprocess import CropGeometry, apply_geometry, plan_geo
 from bone_tumor_tf.errors import ModelFileError
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path, compile: bool = False):
     """Load a ``.keras`` model with ``safe_mode=True``; one-line errors naming the file.
 
     Raises:
@@ -37,7 +37,7 @@ def load_model(path: str | Path):
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: expected a .keras model file")
     try:
-        return keras.models.load_model(path, safe_mode=True, compile=False)
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
     except ValueError as error:
         text = str(error)
         if "Lambda" in text or "safe_mode" in text:

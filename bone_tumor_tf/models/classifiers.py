@@ -421,22 +421,16 @@ def _head(features, arch, task, num_outputs, units, dropout, head_l2):
 def load_classifier(path: str | os.PathLike, compile: bool = False) -> keras.Model:
     """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code).
 
-    Importing this module registers :class:`ModelMetadata`; a process that calls
-    ``keras.models.load_model`` directly must ``import bone_tumor_tf.models`` first.
+    The same loader as :func:`bone_tumor_tf.inference.load_model`, which also registers
+    this module's :class:`ModelMetadata`; a process that calls ``keras.models.load_model``
+    directly must ``import bone_tumor_tf.models`` first.
 
     Raises:
         ModelFileError: missing file, not a ``.keras`` archive, or not loadable safely.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{path}: expected a .keras model file")
-    try:
-        return keras.models.load_model(path, compile=compile, safe_mode=True)
-    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ModelFileError(f"{path}: cannot be loaded safely ({detail})") from exc
+    from bone_tumor_tf.inference import load_model
+
+    return load_model(path, compile=compile)
 
 
 # --------------------------------------------------------------------------- introspection
