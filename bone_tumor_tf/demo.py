@@ -5,12 +5,12 @@
 Steps, each writing into ``--out``:
 
 1. generate a synthetic BTXRD-format dataset (400 phantom radiographs, LabelMe JSON,
-   ``dataset.xlsx``) and an MRI-style ``cancer/`` vs ``normal/`` folder set;
+   ``dataset.xlsx``) and an MRI-style ``cancer/`` vs ``normal/`` folder set (inspected);
 2. inspect the BTXRD-format set and split it by patient (``inspection.json``,
    ``splits.csv``), and save a contact sheet of one augmented training batch per class
    (``augmented_batch.png``);
-3. train DenseNet121 three-class (normal / benign / malignant, crop ``gt-box``) and ResNet50
-   binary (cancer vs normal, folder set), both from random weights, and evaluate them;
+3. train DenseNet121 three-class (normal / benign / malignant) and ResNet50 binary (tumor vs
+   normal), both from random weights at 64 px with crop ``gt-box``, and evaluate them;
 4. train the attention U-Net on the tumor masks and evaluate it;
 5. Grad-CAM overlays for the DenseNet121 test images and how often they hit the lesion;
 6. ``summary.md``: the headline figures and where every report is.
@@ -79,6 +79,9 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     report = inspect_dataset(btxrd_dir)
     print(report.format_text())
     atomic_write_json(out / "inspection.json", report.to_dict())
+    folders_report = inspect_dataset(folders_dir)
+    print(folders_report.format_text())
+    atomic_write_json(out / "inspection_folders.json", folders_report.to_dict())
     dataset = load_dataset(btxrd_dir)
     splits = make_splits(dataset.records, by="patient", seed=0)
     save_splits(splits, out / "splits.csv")
@@ -95,10 +98,12 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
                                          "gt-box", quick))
     timings["densenet121"] = time.perf_counter() - start
 
+    # The binary task runs on the BTXRD-format set: from random weights at 64 px, whole
+    # images (the folder set, crop none) are not learned within the demo's budget.
     resnet_dir = out / "resnet50-binary"
-    start = _step("3b. ResNet50, cancer vs normal (class-per-folder set)")
+    start = _step("3b. ResNet50, tumor vs normal (crop gt-box)")
     if not _finished(resnet_dir):
-        train_classifier(demo_classifier(folders_dir, resnet_dir, "resnet50", "binary", "none",
+        train_classifier(demo_classifier(btxrd_dir, resnet_dir, "resnet50", "binary", "gt-box",
                                          quick))
     timings["resnet50"] = time.perf_counter() - start
 
@@ -165,22 +170,22 @@ def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dir, timings)
             f"{_fmt(resnet['per_class'][positive]['roc_auc'])} |",
         ]
     if unet:
-        test = unet.get("test", unet)
-        baseline = unet.get("empty_baseline", {})
+        empty = unet.get("empty_prediction") or {}
         lines += [
-            f"| attention U-Net | test Dice (mean per image) | {_fmt(test.get('dice_mean'))} |",
-            f"| attention U-Net | empty-prediction Dice | {_fmt(baseline.get('dice_mean'))} |",
+            f"| attention U-Net | test Dice, mean / median per image | "
+            f"{_fmt(unet.get('dice_mean'))} / {_fmt(unet.get('dice_median'))} |",
+            f"| attention U-Net | test IoU, mean per image | {_fmt(unet.get('iou_mean'))} |",
+            f"| attention U-Net | pixel ROC AUC | {_fmt(unet.get('pixel_auc'))} |",
+            f"| attention U-Net | Dice of an empty prediction | {_fmt(empty.get('dice_mean'))} |",
         ]
-    if cams:
-        for method, entry in cams.get("methods", cams).items():
-            if isinstance(entry, dict) and "pointing_game" in entry:
-                hit = entry["pointing_game"]
-                hit = hit.get("estimate") if isinstance(hit, dict) else hit
-                lines.append(f"| Grad-CAM ({method}) | pointing-game hit rate | {_fmt(hit)} |")
-        chance = cams.get("chance_pointing_game") or cams.get("pointing_game_chance")
-        if chance is not None:
-            chance = chance.get("estimate") if isinstance(chance, dict) else chance
-            lines.append(f"| Grad-CAM | pointing-game chance level | {_fmt(chance)} |")
+    for method, entry in (cams.get("metrics") or {}).items():
+        hit, chance = entry["pointing_game"], entry["chance_level"]
+        lines += [
+            f"| Grad-CAM ({method}, layer {cams.get('layer')}) | pointing-game hit rate "
+            f"[95% CI] | {_fmt(hit['estimate'])} [{_fmt(hit['low'])}, {_fmt(hit['high'])}] |",
+            f"| Grad-CAM ({method}) | chance level (mask share of the region seen) | "
+            f"{_fmt(chance['estimate'])} |",
+        ]
     lines += ["", "Reports:", ""]
     for path in (densenet_dir / "report.md", resnet_dir / "report.md", unet_dir / "report.md",
                  gradcam_dir / "cam_report.md", Path(out) / "augmented_batch.png"):
