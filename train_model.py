@@ -66,6 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None,
                    help="reuse decoded, resized images across runs (folder)")
     p.add_argument("--n-bootstrap", type=int, default=O.n_bootstrap)
+    perf = p.add_argument_group("performance and scale")
+    perf.add_argument("--cache-features", action="store_true",
+                      help="phase 1: run the frozen backbone once per image (and view) and "
+                           "train the head on the stored features; same model, much faster")
+    perf.add_argument("--feature-views", type=int, default=O.feature_views,
+                      help="with --cache-features: views per training image (view 0 plain, "
+                           "the others augmented); each epoch uses one view per image")
+    perf.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"),
+                      default=O.strategy,
+                      help="tf.distribute strategy (auto: multiworker with a multi-worker "
+                           "TF_CONFIG, mirrored with several GPUs, else none); --batch-size "
+                           "is the global batch")
+    perf.add_argument("--lr-scaling", choices=("none", "linear", "sqrt"), default=O.lr_scaling,
+                      help="scale --lr and --phase2-lr by (global batch / 32) or its square "
+                           "root")
+    perf.add_argument("--mixed-precision", action="store_true",
+                      help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 "
+                           "instructions; the output layer stays float32")
+    perf.add_argument("--jit-compile", choices=("auto", "on", "off"), default=O.jit_compile,
+                      help="XLA (auto: on with a GPU, off on a CPU)")
     return p
 
 

@@ -8,6 +8,13 @@ clipping to L2 norm 1 at a lower learning rate, with the same callbacks. With ra
 initial weights (``weights="none"``) freezing a random backbone is pointless, so by default
 phase 2 then unfreezes the whole network (``unfreeze="auto"``).
 
+Performance options (see :mod:`bone_tumor_tf.training.feature_cache` and
+:mod:`bone_tumor_tf.training.distribute`): ``cache_features`` trains phase 1's head on
+backbone features computed once (``feature_views`` augmented views per image) and copies
+the head's weights back; ``strategy`` distributes training with tf.distribute
+(``batch_size`` is then the global batch, ``lr_scaling`` optionally scales the learning
+rates with it); ``mixed_precision`` and ``jit_compile`` choose the numerics and XLA.
+
 The class-weighted categorical cross-entropy L = -sum_i w_i y_i log p_i is Keras'
 ``class_weight`` (each sample's loss is multiplied by the weight of its class) with
 inverse-frequency weights w_c = N / (K n_c).
@@ -24,6 +31,7 @@ import numpy as np
 
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.pipeline import (
+    EpochSeeds,
     class_weights,
     encode_labels,
     make_classification_dataset,
@@ -71,6 +79,12 @@ class ClassifierOptions:
     cache_dir: str | None = None
     n_bootstrap: int = 1000
     verbose: str | int = "auto"
+    cache_features: bool = False
+    feature_views: int = 1
+    strategy: str = "auto"
+    lr_scaling: str = "none"
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -168,14 +182,21 @@ def split_arrays(prepared, splits, class_names, task) -> dict[str, SplitArrays]:
 
 
 def compile_for_phase(model, phase: int, options: ClassifierOptions, task: str):
-    """Compile with the phase's optimizer, loss and metrics."""
+    """Compile with the phase's optimizer, loss and metrics.
+
+    The learning rates are scaled to the global batch by ``options.lr_scaling`` and XLA is
+    chosen by ``options.jit_compile`` (see :mod:`bone_tumor_tf.training.distribute`).
+    """
     import keras
 
+    from bone_tumor_tf.training.distribute import resolve_jit_compile, scale_learning_rate
+
+    rule, batch = getattr(options, "lr_scaling", "none"), options.batch_size
     if phase == 1:
-        optimizer = keras.optimizers.Adam(options.lr)
+        optimizer = keras.optimizers.Adam(scale_learning_rate(options.lr, batch, rule))
     else:
-        optimizer = keras.optimizers.AdamW(options.phase2_lr, weight_decay=options.weight_decay,
-                                           clipnorm=1.0)
+        optimizer = keras.optimizers.AdamW(scale_learning_rate(options.phase2_lr, batch, rule),
+                                           weight_decay=options.weight_decay, clipnorm=1.0)
     if task == "binary":
         loss = keras.losses.BinaryCrossentropy()
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
@@ -183,7 +204,8 @@ def compile_for_phase(model, phase: int, options: ClassifierOptions, task: str):
         loss = keras.losses.CategoricalCrossentropy()
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
                    keras.metrics.AUC(name="auc")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  jit_compile=resolve_jit_compile(getattr(options, "jit_compile", "auto")))
 
 
 def set_trainable(model, phase: int, options: ClassifierOptions) -> list[str]:
@@ -211,10 +233,16 @@ def train_classifier(options: ClassifierOptions) -> Path:
     import keras
 
     from bone_tumor_tf.models.classifiers import build_classifier, set_head_l2, set_model_metadata
+    from bone_tumor_tf.training import distribute
 
     run_dir, resuming = runs.prepare_run_dir(options.out, options.overwrite)
     if resuming:
         print(f"resuming the interrupted run in {run_dir}", file=sys.stderr)
+    strategy = distribute.make_strategy(options.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        distribute.check_global_batch(options.batch_size, strategy)
+        print(f"training with {distribute.describe_strategy(strategy)}, global batch "
+              f"{options.batch_size}", file=sys.stderr)
     runs.seed_everything(options.seed, options.deterministic)
     dataset, splits, prepared, data_dir, synthetic = load_run_data(options, run_dir, resuming)
     class_names = task_class_names(dataset.class_names, options.task)
@@ -227,20 +255,26 @@ def train_classifier(options: ClassifierOptions) -> Path:
                                 "split_counts": splits["split"].value_counts().to_dict()})
 
     num_classes = len(class_names)
-    model = build_classifier(arch=options.arch, task=options.task,
-                             num_classes=None if options.task == "binary" else num_classes,
-                             image_size=options.image_size, weights=options.weights,
-                             dropout=options.dropout, class_names=list(class_names))
+    with distribute.precision_policy(options.mixed_precision), strategy.scope():
+        model = build_classifier(arch=options.arch, task=options.task,
+                                 num_classes=None if options.task == "binary" else num_classes,
+                                 image_size=options.image_size, weights=options.weights,
+                                 dropout=options.dropout, class_names=list(class_names))
     set_model_metadata(model, crop_mode=options.crop, data_source=str(data_dir),
                        synthetic_data=synthetic)
     train, val = arrays["train"], arrays["val"]
     weights = class_weights(train.targets, num_classes)
+    # Deterministic runs key shuffling and augmentation on (seed, epoch), so that a resumed
+    # run sees the same batches as an uninterrupted one.
+    epoch_seeds = EpochSeeds(options.seed) if options.deterministic else None
     train_ds = make_classification_dataset(
         train.images, train.targets, num_classes, options.task, options.batch_size,
         training=True, augmentation=options.augmentation, seed=options.seed,
-        class_balanced=options.class_balanced)
+        class_balanced=options.class_balanced, epoch_seeds=epoch_seeds)
+    seed_callbacks = [epoch_seeds.callback()] if epoch_seeds is not None else []
     val_ds = make_classification_dataset(val.images, val.targets, num_classes, options.task,
                                          options.batch_size)
+    train_ds, val_ds = (distribute.shard_by_data(d, strategy) for d in (train_ds, val_ds))
     steps = int(np.ceil(len(train.targets) / options.batch_size)) if options.class_balanced \
         else None
     phases = [("phase1", 1, options.epochs),
@@ -255,15 +289,19 @@ def train_classifier(options: ClassifierOptions) -> Path:
             print(f"{phase_name}: already finished, weights loaded", file=sys.stderr)
             continue
         trainable = set_trainable(model, phase, options)
-        compile_for_phase(model, phase, options, options.task)
+        with strategy.scope():
+            compile_for_phase(model, phase, options, options.task)
         print(f"{phase_name}: {len(trainable)} trainable layers, {epochs} epochs at most",
               file=sys.stderr)
-        if epochs > 0:
+        if epochs > 0 and phase == 1 and options.cache_features:
+            fit_phase1_on_cached_features(model, run_dir, train, val, num_classes, options,
+                                          weights, steps, strategy)
+        elif epochs > 0:
             model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
                       shuffle=False,
                       class_weight=None if options.class_balanced else weights,
                       callbacks=runs.phase_callbacks(run_dir, phase_name, MONITOR, MONITOR_MODE,
-                                                     options.patience),
+                                                     options.patience, extra=seed_callbacks),
                       verbose=options.verbose)
         runs.mark_phase_done(run_dir, phase_name, model)
     runs.merge_histories(run_dir, [p[0] for p in phases])
@@ -274,6 +312,36 @@ def train_classifier(options: ClassifierOptions) -> Path:
     model_path.replace(run_dir / "model.keras")
     keras.backend.clear_session()
     return run_dir
+
+
+def fit_phase1_on_cached_features(model, run_dir: Path, train: SplitArrays, val: SplitArrays,
+                                  num_classes: int, options: ClassifierOptions, weights: dict,
+                                  steps: int | None, strategy) -> None:
+    """Phase 1 on backbone features computed once (``--cache-features``).
+
+    The head is trained alone (:func:`bone_tumor_tf.training.feature_cache.fit_head_on_features`)
+    with the phase's callbacks, except that the best checkpoint is the FULL model with the
+    trained head (written once the head is back in it), not the head model.
+    """
+    import keras
+
+    from bone_tumor_tf.training.feature_cache import fit_head_on_features
+
+    callbacks = [c for c in runs.phase_callbacks(run_dir, "phase1", MONITOR, MONITOR_MODE,
+                                                 options.patience)
+                 if not isinstance(c, keras.callbacks.ModelCheckpoint)]
+    _, _, seconds = fit_head_on_features(
+        model, train.images, train.targets, val.images, val.targets, num_classes=num_classes,
+        task=options.task, compile_head=lambda head: compile_for_phase(head, 1, options,
+                                                                       options.task),
+        epochs=options.epochs, batch_size=options.batch_size, views=options.feature_views,
+        augmentation=options.augmentation, seed=options.seed,
+        class_balanced=options.class_balanced,
+        class_weight=None if options.class_balanced else weights, steps_per_epoch=steps,
+        callbacks=callbacks, verbose=options.verbose, scope=strategy.scope)
+    runs.save_model_atomic(model, run_dir / "checkpoints" / "best_phase1.keras")
+    print(f"phase1: features of {options.feature_views} view(s) in {seconds['features']:.1f} s, "
+          f"head trained in {seconds['fit']:.1f} s", file=sys.stderr)
 
 
 def evaluate_run(model, run_dir: Path, arrays: dict, class_names, options, data_dir,
@@ -344,3 +412,24 @@ def check_options(options: ClassifierOptions) -> None:
         raise BoneTumorError("--weights chexpert exists for --arch densenet121 only")
     if options.batch_size < 1 or options.image_size < 32:
         raise BoneTumorError("--batch-size must be >= 1 and --image-size >= 32")
+    if options.feature_views < 1:
+        raise BoneTumorError("--feature-views must be >= 1")
+    if options.feature_views > 1 and not options.cache_features:
+        raise BoneTumorError("--feature-views needs --cache-features")
+    if options.feature_views > 1 and options.augmentation == "none":
+        raise BoneTumorError("--feature-views > 1 needs augmentation (--augmentation none "
+                             "makes every view the same)")
+    from bone_tumor_tf.training.distribute import (
+        JIT_COMPILE,
+        LR_SCALINGS,
+        STRATEGIES,
+        mixed_precision_policy,
+    )
+
+    for value, choices, flag in ((options.strategy, STRATEGIES, "--strategy"),
+                                 (options.lr_scaling, LR_SCALINGS, "--lr-scaling"),
+                                 (options.jit_compile, JIT_COMPILE, "--jit-compile")):
+        if value not in choices:
+            raise BoneTumorError(f"{flag} {value}: expected one of {', '.join(choices)}")
+    if options.mixed_precision:
+        mixed_precision_policy()  # refuses a CPU without bfloat16 instructions
