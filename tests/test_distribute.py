@@ -69,7 +69,7 @@ def test_mirrored_step_on_two_devices_equals_one_device_with_the_same_global_bat
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2
-    for mirrored, single, initial in zip(out["mirrored"], out["single"], out["initial"]):
+    for mirrored, single in zip(out["mirrored"], out["single"], strict=True):
         np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(s, i) for s, i in zip(out["single"], out["initial"]))
 
