@@ -28,11 +28,30 @@ def is_segmentation_model(model) -> bool:
     return len(model.outputs[0].shape) == 4
 
 
+def batch_probabilities(model, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, K) of ONE batch of ``uint8`` images (n, S, S).
+
+    Same values as :func:`bone_tumor_tf.inference.predict_probabilities` (sigmoid output
+    -> ``[1 - p, p]``), through ``model.predict_on_batch``: ``model.predict`` sets up a
+    data adapter and iterator on every call, which costs about as much as decoding the
+    batch (``bench/predict_throughput.py``).
+    """
+    probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)[..., None]),
+                       np.float64)
+    if probs.shape[-1] == 1:
+        probs = np.concatenate([1.0 - probs, probs], axis=-1)
+    return probs
+
+
 def predict_classifier(model, files, batch_size: int = 32, progress: bool = True):
     """Yield one result dict per file: ``{"file", "predicted", "probability",
-    "probabilities"}``, or ``{"file", "error"}`` for a file that cannot be read."""
+    "probabilities"}``, or ``{"file", "error"}`` for a file that cannot be read.
+
+    Files are decoded in a thread pool one batch ahead: the next batch decodes while the
+    model runs on the current one (OpenCV and TensorFlow release the GIL).
+    """
     from bone_tumor_tf.data.pipeline import default_workers
-    from bone_tumor_tf.inference import load_input, model_contract, predict_probabilities
+    from bone_tumor_tf.inference import load_input, model_contract
 
     contract = model_contract(model)
     names, size = list(contract["class_names"]), int(contract["image_size"])
@@ -46,12 +65,15 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
             return None, str(error)
 
     with ThreadPoolExecutor(default_workers()) as pool:
+        pending = [pool.submit(load, path) for path in files[:batch_size]]
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
-            loaded = list(pool.map(load, chunk))
+            loaded = [future.result() for future in pending]
+            pending = [pool.submit(load, path)
+                       for path in files[start + batch_size:start + 2 * batch_size]]
             good = [i for i, (image, _) in enumerate(loaded) if image is not None]
-            probs = predict_probabilities(model, np.stack([loaded[i][0] for i in good]),
-                                          batch_size) if good else np.empty((0, len(names)))
+            probs = batch_probabilities(model, np.stack([loaded[i][0] for i in good])) \
+                if good else np.empty((0, len(names)))
             by_index = dict(zip(good, probs, strict=True))
             for i, path in enumerate(chunk):
                 if i not in by_index:

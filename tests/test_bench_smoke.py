@@ -1,0 +1,47 @@
+"""The benchmark suite runs end to end on tiny inputs (figures not checked: see bench/)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_every_benchmark_runs_and_writes_results(tmp_path, monkeypatch, capsys):
+    from bench import common, run
+
+    monkeypatch.setattr(common, "OUT_DIR", tmp_path / "out")
+    out = tmp_path / "results.json"
+    code = run.main(["--quick", "--arch", "tiny", "--peak-archs", "tiny", "--images", "4",
+                     "--min-side", "64", "--max-side", "96", "--image-size", "32",
+                     "--batch-size", "2", "--memory-records", "8", "--memory-batch-size", "2",
+                     "--cam-methods", "gradcam", "--out", str(out)])
+    assert code == 0
+    document = json.loads(out.read_text())
+    assert {"cpu", "cores", "memory_gib", "versions"} <= set(document["machine"])
+    names = [entry["name"] for entry in document["results"]]
+    assert names == list(run.BENCHMARKS)
+    for entry in document["results"]:
+        assert not entry["notes"].startswith("failed"), entry["notes"]
+        assert entry["ratio"] is not None and entry["ratio"] > 0, entry["name"]
+    table = capsys.readouterr().out
+    assert "input_pipeline" in table and "memory" in table
+
+
+def test_analytic_flops_match_tensorflow_profiler():
+    from bench.common import build_model
+    from bench.flops import forward_flops, profiler_forward_flops
+
+    model = build_model("tiny", 32)
+    counted = forward_flops(model)
+    # conv1 15x15x8 (3x3x1), conv5 7x7x16 (3x3x8), dense 16x16 and 16x3; 2 FLOPs per MAC
+    assert counted == 2 * (15 * 15 * 8 * 9 + 7 * 7 * 16 * 72 + 16 * 16 + 16 * 3)
+    assert profiler_forward_flops(model, 32) == pytest.approx(counted, rel=0.05)
+
+
+def test_table_marks_missed_targets():
+    from bench.run import format_table
+
+    table = format_table([{"name": "a", "ratio_name": "x / y", "ratio": 0.5, "target": ">= 1",
+                           "met": False, "notes": "n"}])
+    assert "NO" in table and "0.5" in table
