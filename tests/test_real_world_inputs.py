@@ -413,3 +413,20 @@ def test_non_dicom_content_in_a_dcm_file_is_refused(tmp_path):
     no_pixels.PatientName = "Anon"
     no_pixels.save_as(tmp_path / "report.dcm", enforce_file_format=True)
     refused(tmp_path / "report.dcm", "no valid Rows/Columns")
+
+
+def test_a_dicom_folder_is_a_class_per_folder_dataset(tmp_path):
+    """DIR/<class>/*.dcm (and extension-less DICOM files) load and prepare like images."""
+    from bone_tumor_tf.data import load_dataset
+    from bone_tumor_tf.data.pipeline import prepare_images
+
+    for cls in ("normal", "cancer"):
+        (tmp_path / cls).mkdir()
+        write_dicom(tmp_path / cls / "a.dcm", stored_gradient())
+        write_dicom(tmp_path / cls / "b_no_extension", stored_gradient())
+    dataset = load_dataset(tmp_path)
+    assert dataset.class_names == ("normal", "cancer")
+    assert len(dataset.records) == 4
+    prepared = prepare_images(dataset.records, 32)
+    assert prepared.failures == [] and prepared.images.shape == (4, 32, 32)
+    assert prepared.images.max() > 200  # the gradient's bright end survived
