@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -283,15 +284,22 @@ def _decode_with_scale(data: bytes, path: str | Path) -> tuple[np.ndarray, float
     return image, factor / denominator
 
 
-def _read_bytes(path: Path) -> bytes:
+@contextmanager
+def _file_errors(path: Path):
+    """Turn OS errors of reading ``path`` into one-line :class:`DataError`."""
     try:
-        return path.read_bytes()
+        yield
     except FileNotFoundError:
         raise DataError(path, "missing image file") from None
     except IsADirectoryError:
         raise DataError(path, "is a folder, not an image file") from None
     except OSError as error:
         raise DataError(path, f"cannot read file ({error.strerror})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _file_errors(path):
+        return path.read_bytes()
 
 
 def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
@@ -347,7 +355,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         from bone_tumor_tf.data.dicom import dicom_size
 
         return dicom_size(path)
-    try:
+    with _file_errors(path):
         with path.open("rb") as file:
             head = file.read(16)
             image_format = _image_format(head)
@@ -357,12 +365,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
                 check_image_bytes(head, path)  # raises "not an image file"
             file.seek(0)
             return _read_header(file, image_format, path).size
-    except FileNotFoundError:
-        raise DataError(path, "missing image file") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a folder, not an image file") from None
-    except OSError as error:
-        raise DataError(path, f"cannot read file ({error.strerror})") from None
 
 
 def _read_dicom_with_scale(path: Path) -> tuple[np.ndarray, float]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -237,9 +238,9 @@ def prepare_images(records: Sequence[ImageRecord], size: int, crop_mode: str = "
                     masks[i] = mask
             if progress and (done % 50 == 0 or done == len(records)):
                 print(f"\rpreparing images: {done}/{len(records)}", end="", flush=True,
-                      file=__import__("sys").stderr)
+                      file=sys.stderr)
     if progress:
-        print(file=__import__("sys").stderr)
+        print(file=sys.stderr)
     prepared = PreparedImages(records, images, geometries, masks, failures)
     if cache_path is not None and not failures:
         _save_cache(cache_path, prepared)
