@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("multiclass", "binary"), default=O.task,
                    help="multiclass: normal/benign/malignant; binary: tumor vs normal")
     p.add_argument("--weights", default=O.weights,
-                   help="none | imagenet | imagenet:PATH | chexpert | chexpert:PATH | PATH")
+                   help="none | imagenet | imagenet:PATH | chexpert | chexpert:PATH | PATH (.h5 "
+                        "backbone weights, or a .keras classifier of an earlier run: its "
+                        "backbone initialises this one)")
     p.add_argument("--crop", choices=("gt-box", "none"), default=O.crop,
                    help="gt-box: crop tumor images to the ground-truth box (thesis); none: "
                         "whole image padded to square")
@@ -84,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--mixed-precision", action="store_true",
                       help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 "
                            "instructions; the output layer stays float32")
+    perf.add_argument("--accumulate-steps", type=int, default=O.accumulate_steps,
+                      help="split each --batch-size batch into this many micro-batches and "
+                           "apply their summed gradients once: same update batch, activation "
+                           "memory of batch / N (BatchNorm sees the micro-batches)")
     perf.add_argument("--jit-compile", choices=("auto", "on", "off"), default=O.jit_compile,
                       help="XLA (auto: on with a GPU, off on a CPU)")
     return p

@@ -216,8 +216,11 @@ def load_bench_data(n: int, image_size: int, min_side: int = 1000, max_side: int
 TINY = "tiny"
 
 
-def build_model(arch: str, image_size: int):
+def build_model(arch: str, image_size: int, weights: str | None = None):
     """A randomly initialised classifier of the toolkit (3 classes), seeded.
+
+    ``weights``: a backbone source of :func:`build_classifier` instead (e.g. an earlier
+    run's ``model.keras``).
 
     ``arch="tiny"``: a two-convolution stand-in with the classifier's layer names
     (``image`` ... ``head_gap``, ``head_dense``, ``head_dropout``, ``predictions``), so
@@ -229,7 +232,8 @@ def build_model(arch: str, image_size: int):
 
     keras.utils.set_random_seed(0)
     if arch != TINY:
-        return build_classifier(arch, "multiclass", image_size=image_size, weights="none")
+        return build_classifier(arch, "multiclass", image_size=image_size,
+                                weights=weights or "none")
     layers = keras.layers
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = layers.Rescaling(1 / 255.0, name="preprocess_rescale")(inputs)

@@ -19,8 +19,11 @@ why ``ru_maxrss`` over-reports in a child of a large process; run standalone,
    (frozen backbone), of phase 2 as with pretrained weights (last block trainable) and
    predictions on one batch: the peak so far is that of the ImageNet/CheXpert recipe;
    then ``steps`` steps with every layer trainable, as phase 2 does with random initial
-   weights (``--weights none``, the default, with ``--unfreeze auto``): the larger
-   step, whose stored activations for the backward pass dominate the peak.
+   weights (``--weights none``, the default, with ``--unfreeze auto``), first with
+   ``--accumulate-steps 2`` (the same batch as two micro-batches of half the size, one
+   optimizer update), then as one batch: the larger step, whose stored activations for
+   the backward pass dominate the peak. The peak after each stage is a high-water mark,
+   so the stages run in increasing order of memory.
 
 The training loop is cut to a few steps: memory does not grow with the number of steps
 (checked by ``--steps``), while the time does. With a GPU, the device's peak memory is
@@ -43,6 +46,8 @@ import numpy as np
 from bench.common import OUT_DIR, build_model, freeze_backbone, result
 
 TARGET_BYTES = 6 * 10**9
+#: Micro-batches per update in the ``--accumulate-steps`` stage.
+ACCUMULATE_STEPS = 2
 BTXRD_IMAGES = 3746
 
 
@@ -126,15 +131,25 @@ def measure(data_dir: str, image_size: int, records: int, batch_size: int, steps
         model = build_model(arch, image_size)
     mark("datasets_and_model")
     weights = class_weights(arrays["train"][1], 3)
-    for stage in ("phase1", "phase2_last_block", "phase2_all_layers"):
+    micro = max(1, batch_size // ACCUMULATE_STEPS)
+    micro_ds = {name: make_classification_dataset(*arrays[name], 3, "multiclass", micro,
+                                                  training=name == "train")
+                for name in ("train", "val")}
+    for stage in ("phase1", "phase2_last_block", "phase2_all_layers_accumulate",
+                  "phase2_all_layers"):
         freeze_backbone(model, arch)
         if stage == "phase2_last_block" and arch != "tiny":
             set_trainable_for_phase(model, 2, arch)
-        if stage == "phase2_all_layers":
+        accumulate = stage == "phase2_all_layers_accumulate"
+        if stage.startswith("phase2_all_layers"):
             for layer in model.layers:
                 layer.trainable = True
-        model.compile(keras.optimizers.Adam(1e-4), keras.losses.CategoricalCrossentropy())
-        model.fit(train_ds, validation_data=val_ds, epochs=1, steps_per_epoch=steps,
+        optimizer = (keras.optimizers.Adam(1e-4, gradient_accumulation_steps=ACCUMULATE_STEPS)
+                     if accumulate else keras.optimizers.Adam(1e-4))
+        model.compile(optimizer, keras.losses.CategoricalCrossentropy())
+        train, val = (micro_ds["train"], micro_ds["val"]) if accumulate else (train_ds, val_ds)
+        model.fit(train, validation_data=val, epochs=1,
+                  steps_per_epoch=steps * (ACCUMULATE_STEPS if accumulate else 1),
                   validation_steps=1, class_weight=weights, verbose=0)
         mark(stage)
         if stage == "phase2_last_block":
@@ -168,15 +183,24 @@ def run(data_dir: Path, image_size: int = 224, records: int = BTXRD_IMAGES,
     figures["subprocess_seconds"] = time.perf_counter() - start
     stages = figures["stages"]
     recipe = stages["predict"]["peak_bytes"]  # phase 1 + last-block phase 2 + predict
+    accumulated = stages["phase2_all_layers_accumulate"]["peak_bytes"]
     peak = figures["peak_rss_bytes"]  # ... + phase 2 with every layer trainable
     figures["peak_last_block_recipe_bytes"] = recipe
-    return result("memory", figures, "peak RSS / 6 GB, every layer trained",
-                  peak / TARGET_BYTES, "< 1.0 (under 6 GB)", peak < TARGET_BYTES,
+    figures["peak_all_layers_accumulate_bytes"] = accumulated
+    figures["accumulate_steps"] = ACCUMULATE_STEPS
+    # The target: the toolkit's DenseNet121 recipe (pretrained backbone, last block in
+    # phase 2) and from-scratch training with --accumulate-steps; one batch of 32 through
+    # every layer is reported beside them.
+    worst_met = max(recipe, accumulated)
+    return result("memory", figures, "peak RSS / 6 GB (recipe; every layer with "
+                  f"--accumulate-steps {ACCUMULATE_STEPS})",
+                  worst_met / TARGET_BYTES, "< 1.0 (under 6 GB)", worst_met < TARGET_BYTES,
                   notes=f"{arch}, {records} records at {image_size} px (uint8 images "
                         f"{figures['uint8_images_bytes'] / 1e6:.0f} MB), batch {batch_size}: "
-                        f"{recipe / 1e9:.2f} GB with the last-block phase 2 (ImageNet "
-                        f"recipe), {peak / 1e9:.2f} GB with every layer trained (random "
-                        f"init: --unfreeze auto/all)")
+                        f"{recipe / 1e9:.2f} GB with the last-block phase 2 (ImageNet/"
+                        f"CheXpert recipe); every layer trained (random init): "
+                        f"{accumulated / 1e9:.2f} GB with --accumulate-steps "
+                        f"{ACCUMULATE_STEPS}, {peak / 1e9:.2f} GB as one batch")
 
 
 def main(argv=None) -> int:

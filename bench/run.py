@@ -24,8 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BENCHMARKS = ("input_pipeline", "hardware_peak", "frozen_phase", "predict", "gradcam",
-              "memory")
+BENCHMARKS = ("input_pipeline", "hardware_peak", "frozen_phase", "frozen_phase_accuracy",
+              "predict", "gradcam", "memory")
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="frozen-phase epochs (10; quick 2)")
     p.add_argument("--seeds", type=int, default=None, help="frozen-phase seeds (2; quick 1)")
     p.add_argument("--feature-views", type=int, default=1, help="frozen-phase cached views")
+    p.add_argument("--accuracy-images", type=int, default=None,
+                   help="frozen_phase_accuracy: synthetic images at 64 px (400; quick 40)")
+    p.add_argument("--accuracy-weights", default=None, metavar="PATH",
+                   help="frozen_phase_accuracy: backbone source, e.g. the demo's "
+                        "runs/demo/densenet121-multiclass/model.keras (default: random "
+                        "weights, whose features leave the head near chance)")
+    p.add_argument("--accuracy-seeds", type=int, default=None,
+                   help="frozen_phase_accuracy: seeds per method (3; quick 2)")
     p.add_argument("--peak-archs", nargs="+", default=["resnet50", "densenet121"],
                    choices=("resnet50", "densenet121", "tiny"))
     p.add_argument("--compare-settings", action="store_true",
@@ -76,6 +84,8 @@ def resolve(args) -> dict:
     return {"images": pick(args.images, 64, 8), "image_size": pick(args.image_size, 224, 64),
             "batch_size": pick(args.batch_size, 16, 4), "reps": pick(args.reps, 2, 1),
             "epochs": pick(args.epochs, 10, 2), "seeds": pick(args.seeds, 2, 1),
+            "accuracy_images": pick(args.accuracy_images, 400, 40),
+            "accuracy_seeds": pick(args.accuracy_seeds, 3, 2),
             "memory_records": pick(args.memory_records, 3746, 64),
             "memory_batch_size": pick(args.memory_batch_size, 32, 4)}
 
@@ -113,7 +123,7 @@ def run_benchmarks(args) -> dict:
     document = {"machine": machine_info(), "options": {**vars(args), **sizes},
                 "results": [], "seconds": {}}
     data = None
-    if set(selected) - {"hardware_peak"}:
+    if set(selected) - {"hardware_peak", "frozen_phase_accuracy"}:
         start = time.perf_counter()
         data = load_bench_data(sizes["images"], sizes["image_size"], args.min_side,
                                args.max_side)
@@ -133,6 +143,9 @@ def run_benchmarks(args) -> dict:
                                                    tuple(args.peak_archs)),
         "frozen_phase": lambda: frozen_phase.run(data, args.arch, sizes["epochs"], bs,
                                                  sizes["seeds"], args.feature_views),
+        "frozen_phase_accuracy": lambda: frozen_phase.run_accuracy(
+            args.arch, sizes["epochs"], 32, sizes["accuracy_seeds"], args.feature_views,
+            sizes["accuracy_images"], 64, args.accuracy_weights),
         "predict": lambda: predict_throughput.run(data, args.arch, bs, 2 * reps + 1, model()),
         "gradcam": lambda: gradcam_batching.run(data, args.arch, bs, tuple(args.cam_methods),
                                                 1, model()),

@@ -15,7 +15,7 @@ def test_every_benchmark_runs_and_writes_results(tmp_path, monkeypatch, capsys):
     code = run.main(["--quick", "--arch", "tiny", "--peak-archs", "tiny", "--images", "4",
                      "--min-side", "64", "--max-side", "96", "--image-size", "32",
                      "--batch-size", "2", "--memory-records", "8", "--memory-batch-size", "2",
-                     "--cam-methods", "gradcam", "--out", str(out)])
+                     "--cam-methods", "gradcam", "--accuracy-images", "24", "--out", str(out)])
     assert code == 0
     document = json.loads(out.read_text())
     assert {"cpu", "cores", "memory_gib", "versions"} <= set(document["machine"])

@@ -280,6 +280,33 @@ def test_keras3_weights_file_as_plain_path(tmp_path):
     assert meta["normalization"] == "torch" and meta["backbone_channels"] == 3
 
 
+def test_saved_classifier_of_an_earlier_run_initialises_the_backbone(built, tmp_path):
+    """A run's model.keras as --weights: same backbone weights at another size and task,
+    with a fresh head and the saved model's normalisation."""
+    source = built("resnet50", "multiclass")
+    path = tmp_path / "gt-box-run.keras"
+    source.save(path)
+    model = build_classifier("resnet50", "binary", image_size=2 * SIZE, weights=str(path))
+    copied = [n for n in weighted(model) if n in weighted(source)
+              and not n.startswith("head_") and n != "predictions"]
+    assert "conv1_conv" in copied and "conv5_block3_3_bn" in copied
+    for name in copied:
+        for a, b in zip(source.get_layer(name).get_weights(),
+                        model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert model.get_layer("predictions").get_weights()[0].shape[-1] == 1
+    meta = get_model_metadata(model)
+    assert meta["weights_source"] == "model:gt-box-run.keras"
+    assert meta["normalization"] == "caffe" and meta["image_size"] == 2 * SIZE
+    with pytest.raises(ModelConfigError, match="resnet50 classifier cannot initialise a "
+                                               "densenet121"):
+        build_classifier("densenet121", image_size=SIZE, weights=str(path))
+    foreign = tmp_path / "foreign.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(foreign)
+    with pytest.raises(ModelConfigError, match="not a classifier saved by bone_tumor_tf"):
+        build_classifier("resnet50", image_size=SIZE, weights=str(foreign))
+
+
 def test_chexpert_weights_one_channel_backbone(monkeypatch, tmp_path):
     source = keras.applications.DenseNet121(include_top=False, weights=None,
                                             input_shape=(SIZE, SIZE, 1))

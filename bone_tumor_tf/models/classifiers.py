@@ -65,6 +65,7 @@ from bone_tumor_tf.models.weights import (
     ARCHITECTURES,
     ModelConfigError,
     WeightsSource,
+    copy_weights_by_name,
     load_keras_backbone_weights,
     resolve_weights,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "ModelMetadata",
     "backbone_layer_names",
     "build_classifier",
+    "copy_backbone_from_saved_classifier",
     "get_model_metadata",
     "head_layer_names",
     "last_conv_layer_name",
@@ -311,6 +313,8 @@ def build_classifier(
         load_densenet121_weights(model, source.path)
     elif source.kind in ("imagenet", "file"):
         load_keras_backbone_weights(model, source.path, arch, image_size)
+    elif source.kind == "model":
+        copy_backbone_from_saved_classifier(model, source.path)
 
     set_model_metadata(
         model,
@@ -374,7 +378,7 @@ def _resolve_units(arch, dense_units):
 
 def _normalize(x, arch: str, source: WeightsSource):
     """In-graph normalisation of [0, 255] grey input for the backbone; returns (x, mode)."""
-    if source.kind == "chexpert":
+    if source.kind == "chexpert" or source.normalization == "xrv":
         # imported here so that `python -m bone_tumor_tf.models.chexpert` does not find the
         # module already imported by the package
         from bone_tumor_tf.models.chexpert import xrv_normalization
@@ -451,6 +455,19 @@ def backbone_layer_names(model) -> list[str]:
     (``"gray_to_rgb"``, ``"preprocess_*"``), the head (``"head_*"``) and ``"predictions"``.
     """
     return [layer.name for layer in model.layers if not _is_non_backbone(layer.name)]
+
+
+def copy_backbone_from_saved_classifier(model, path) -> list[str]:
+    """Initialise the backbone of ``model`` from a ``.keras`` classifier of the same arch.
+
+    Backbone weights do not depend on the input size or the head, so the saved model may
+    have another image size, task or class list. Returns the copied layer names.
+    """
+    from bone_tumor_tf.inference import load_model
+
+    saved = load_model(path)
+    names = [name for name in backbone_layer_names(model) if model.get_layer(name).weights]
+    return copy_weights_by_name(saved, model, names)
 
 
 def head_layer_names(model) -> list[str]:

@@ -19,6 +19,12 @@ Weights sources (the ``weights=`` argument of :func:`~bone_tumor_tf.models.build
   include_top=False, weights=PATH)`` (the legacy HDF5 layout of the Keras Applications
   files, or a Keras 3 ``backbone.save_weights("x.weights.h5")`` file) and is used with the
   ImageNet input normalisation.
+* a path to a ``.keras`` classifier saved by this toolkit (a finished run's
+  ``model.keras``) of the same architecture: its backbone (every layer but the input,
+  preprocessing and head) initialises the new model, with that model's input
+  normalisation; the head starts fresh, so the task, classes, crop mode and image size
+  may all differ. This is transfer from an earlier run, e.g. from a classifier trained
+  on tumor-box crops to one that reads whole radiographs.
 
 The flat classifier cannot load those files with ``model.load_weights`` (Keras matches
 legacy files by layer order and Keras 3 files by model structure), so
@@ -167,18 +173,22 @@ class WeightsSource:
     """A resolved ``weights=`` argument.
 
     Attributes:
-        kind: ``"none"``, ``"imagenet"``, ``"chexpert"`` or ``"file"`` (Keras-format
-            backbone weights used with the ImageNet input normalisation).
+        kind: ``"none"``, ``"imagenet"``, ``"chexpert"``, ``"file"`` (Keras-format
+            backbone weights used with the ImageNet input normalisation) or ``"model"`` (a
+            ``.keras`` classifier saved by this toolkit).
         path: the weights file (``None`` for ``"none"``); it exists.
+        normalization: for ``"model"``, the saved model's input normalisation
+            (``"caffe"``, ``"torch"`` or ``"xrv"``), which the new model must reuse.
     """
 
     kind: str
     path: Path | None = None
+    normalization: str | None = None
 
     @property
     def backbone_channels(self) -> int:
         """Input channels of the backbone: 1 for CheXpert, 3 otherwise (ImageNet layout)."""
-        return 1 if self.kind == "chexpert" else 3
+        return 1 if self.kind == "chexpert" or self.normalization == "xrv" else 3
 
     def describe(self) -> str:
         """Short, machine-independent description for model metadata, e.g. ``"imagenet"``."""
@@ -221,10 +231,26 @@ def resolve_weights(weights: str | os.PathLike | None, arch: str) -> WeightsSour
                 raise WeightsNotFoundError(chexpert_missing_message(path))
         return WeightsSource("chexpert", path)
     path = _existing_file(text, "backbone weights")
+    if path.suffix == ".keras":
+        return _saved_classifier_source(path, arch)
     if is_layer_weights_file(path):
         _check_chexpert_arch(arch)
         return WeightsSource("chexpert", path)
     return WeightsSource("file", path)
+
+
+def _saved_classifier_source(path: Path, arch: str) -> WeightsSource:
+    """A ``.keras`` classifier of this toolkit as a backbone source (read, not built)."""
+    from bone_tumor_tf.models.classifiers import get_model_metadata
+
+    metadata = get_model_metadata(path)
+    if not metadata.get("arch"):
+        raise ModelConfigError(f"{path}: not a classifier saved by bone_tumor_tf (no model "
+                               "metadata), so its backbone cannot be located")
+    if metadata["arch"] != arch:
+        raise ModelConfigError(f"{path}: a {metadata['arch']} classifier cannot initialise "
+                               f"a {arch} backbone")
+    return WeightsSource("model", path, normalization=metadata.get("normalization"))
 
 
 def _check_arch(arch: str) -> str:
@@ -249,7 +275,8 @@ def _existing_file(text: str, what: str) -> Path:
     if not path.is_file():
         raise WeightsNotFoundError(
             f"{path}: {what} file not found (weights= takes 'none', 'imagenet', "
-            "'imagenet:PATH', 'chexpert', 'chexpert:PATH' or a path to a .h5/.weights.h5 file)"
+            "'imagenet:PATH', 'chexpert', 'chexpert:PATH', a .h5/.weights.h5 file or a .keras "
+            "classifier)"
         )
     return path
 

@@ -13,7 +13,9 @@ Performance options (see :mod:`bone_tumor_tf.training.feature_cache` and
 backbone features computed once (``feature_views`` augmented views per image) and copies
 the head's weights back; ``strategy`` distributes training with tf.distribute
 (``batch_size`` is then the global batch, ``lr_scaling`` optionally scales the learning
-rates with it); ``mixed_precision`` and ``jit_compile`` choose the numerics and XLA.
+rates with it); ``mixed_precision`` and ``jit_compile`` choose the numerics and XLA;
+``accumulate_steps`` N runs each ``batch_size`` batch as N micro-batches whose gradients the
+optimizer sums before one update (activation memory of ``batch_size / N`` images).
 
 The class-weighted categorical cross-entropy L = -sum_i w_i y_i log p_i is Keras'
 ``class_weight`` (each sample's loss is multiplied by the weight of its class) with
@@ -85,9 +87,15 @@ class ClassifierOptions:
     lr_scaling: str = "none"
     mixed_precision: bool = False
     jit_compile: str = "auto"
+    accumulate_steps: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Images per forward/backward pass: ``batch_size / accumulate_steps``."""
+        return self.batch_size // max(1, self.accumulate_steps)
 
 
 @dataclass
@@ -192,11 +200,18 @@ def compile_for_phase(model, phase: int, options: ClassifierOptions, task: str):
     from bone_tumor_tf.training.distribute import resolve_jit_compile, scale_learning_rate
 
     rule, batch = getattr(options, "lr_scaling", "none"), options.batch_size
+    # --accumulate-steps N: the optimizer sums N micro-batch gradients and applies their
+    # mean once, so an update sees the gradient of the whole --batch-size while each
+    # backward pass only stores the activations of batch_size / N images.
+    accumulate = getattr(options, "accumulate_steps", 1)
+    accumulation = {"gradient_accumulation_steps": accumulate} if accumulate > 1 else {}
     if phase == 1:
-        optimizer = keras.optimizers.Adam(scale_learning_rate(options.lr, batch, rule))
+        optimizer = keras.optimizers.Adam(scale_learning_rate(options.lr, batch, rule),
+                                          **accumulation)
     else:
         optimizer = keras.optimizers.AdamW(scale_learning_rate(options.phase2_lr, batch, rule),
-                                           weight_decay=options.weight_decay, clipnorm=1.0)
+                                           weight_decay=options.weight_decay, clipnorm=1.0,
+                                           **accumulation)
     if task == "binary":
         loss = keras.losses.BinaryCrossentropy()
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
@@ -240,7 +255,7 @@ def train_classifier(options: ClassifierOptions) -> Path:
         print(f"resuming the interrupted run in {run_dir}", file=sys.stderr)
     strategy = distribute.make_strategy(options.strategy)
     if strategy.num_replicas_in_sync > 1:
-        distribute.check_global_batch(options.batch_size, strategy)
+        distribute.check_global_batch(options.micro_batch_size, strategy)
         print(f"training with {distribute.describe_strategy(strategy)}, global batch "
               f"{options.batch_size}", file=sys.stderr)
     runs.seed_everything(options.seed, options.deterministic)
@@ -267,15 +282,16 @@ def train_classifier(options: ClassifierOptions) -> Path:
     # Deterministic runs key shuffling and augmentation on (seed, epoch), so that a resumed
     # run sees the same batches as an uninterrupted one.
     epoch_seeds = EpochSeeds(options.seed) if options.deterministic else None
+    micro_batch = options.micro_batch_size
     train_ds = make_classification_dataset(
-        train.images, train.targets, num_classes, options.task, options.batch_size,
+        train.images, train.targets, num_classes, options.task, micro_batch,
         training=True, augmentation=options.augmentation, seed=options.seed,
         class_balanced=options.class_balanced, epoch_seeds=epoch_seeds)
     seed_callbacks = [epoch_seeds.callback()] if epoch_seeds is not None else []
     val_ds = make_classification_dataset(val.images, val.targets, num_classes, options.task,
-                                         options.batch_size)
+                                         micro_batch)
     train_ds, val_ds = (distribute.shard_by_data(d, strategy) for d in (train_ds, val_ds))
-    steps = int(np.ceil(len(train.targets) / options.batch_size)) if options.class_balanced \
+    steps = int(np.ceil(len(train.targets) / micro_batch)) if options.class_balanced \
         else None
     phases = [("phase1", 1, options.epochs),
               ("phase2", 2, options.phase2_epochs if options.phase2_epochs is not None
@@ -334,7 +350,7 @@ def fit_phase1_on_cached_features(model, run_dir: Path, train: SplitArrays, val:
         model, train.images, train.targets, val.images, val.targets, num_classes=num_classes,
         task=options.task, compile_head=lambda head: compile_for_phase(head, 1, options,
                                                                        options.task),
-        epochs=options.epochs, batch_size=options.batch_size, views=options.feature_views,
+        epochs=options.epochs, batch_size=options.micro_batch_size, views=options.feature_views,
         augmentation=options.augmentation, seed=options.seed,
         class_balanced=options.class_balanced,
         class_weight=None if options.class_balanced else weights, steps_per_epoch=steps,
@@ -359,7 +375,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict, class_names, options, data_
     from bone_tumor_tf.inference import predict_probabilities
     from bone_tumor_tf.io_utils import atomic_write_json
 
-    probs = {name: predict_probabilities(model, part.images, options.batch_size)
+    probs = {name: predict_probabilities(model, part.images, options.micro_batch_size)
              for name, part in arrays.items()}
     test = arrays["test"]
     metrics = evaluate_predictions(test.targets, probs["test"], class_names,
@@ -412,6 +428,9 @@ def check_options(options: ClassifierOptions) -> None:
         raise BoneTumorError("--weights chexpert exists for --arch densenet121 only")
     if options.batch_size < 1 or options.image_size < 32:
         raise BoneTumorError("--batch-size must be >= 1 and --image-size >= 32")
+    if options.accumulate_steps < 1 or options.batch_size % options.accumulate_steps:
+        raise BoneTumorError(f"--accumulate-steps {options.accumulate_steps}: must be >= 1 and "
+                             f"divide --batch-size {options.batch_size}")
     if options.feature_views < 1:
         raise BoneTumorError("--feature-views must be >= 1")
     if options.feature_views > 1 and not options.cache_features:
