@@ -29,12 +29,12 @@ criterion is only reported.
 The suite's few full-size radiographs make the timing realistic but their accuracies
 meaningless (a dozen validation images). :func:`run_accuracy` therefore repeats the same
 comparison, plain versus cached with the same seeds, where accuracy can be read: on a
-demo-size synthetic BTXRD-format set (400 images, 100 for validation) cropped to the
+demo-like synthetic BTXRD-format set (300 images, 75 for validation) cropped to the
 tumor box at 64 px, as the demo trains, with ``accuracy_seeds`` seeds (default 3). A
-random-init backbone's features leave the head near chance either way, so pass a trained
-backbone (``--accuracy-weights runs/demo/densenet121-multiclass/model.keras`` after
-``make demo``; the accuracy set is drawn with another seed than the demo's, so the backbone
-never saw its images).
+random-init backbone's features leave the head near chance either way, so the suite uses
+a trained backbone when there is one (``--accuracy-weights auto``, the default: the
+DenseNet121 that ``make demo`` leaves in ``runs/demo/``; the accuracy set is drawn with
+another seed than the demo's, so that backbone never saw its images).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def steady_feature_seconds(model, x_train, x_val, views: int, batch_size: int,
 ACCURACY_SEED = 7
 
 
-def accuracy_data(n: int = 400, image_size: int = 64, seed: int = ACCURACY_SEED) -> BenchData:
+def accuracy_data(n: int = 300, image_size: int = 64, seed: int = ACCURACY_SEED) -> BenchData:
     """Demo-size synthetic BTXRD set (default generator sizes) cropped to the tumor box."""
     from bench.common import OUT_DIR
     from bone_tumor_tf.data import load_dataset
@@ -105,7 +105,7 @@ def accuracy_data(n: int = 400, image_size: int = 64, seed: int = ACCURACY_SEED)
 
 
 def run_accuracy(arch: str = "densenet121", epochs: int = 10, batch_size: int = 32,
-                 seeds: int = 3, views: int = 1, n: int = 400, image_size: int = 64,
+                 seeds: int = 3, views: int = 1, n: int = 300, image_size: int = 64,
                  weights: str | None = None) -> dict:
     """Head validation accuracy, plain vs cached, on :func:`accuracy_data` (see above)."""
     entry = run(accuracy_data(n, image_size), arch, epochs, batch_size, seeds, views,

@@ -27,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BENCHMARKS = ("input_pipeline", "hardware_peak", "frozen_phase", "frozen_phase_accuracy",
               "predict", "gradcam", "memory")
 RESULTS = Path(__file__).resolve().parent / "results.json"
+#: Trained backbone left by ``make demo`` (the accuracy arm's default when present).
+DEMO_BACKBONE = Path("runs/demo/densenet121-multiclass/model.keras")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="frozen-phase seeds (2; quick 1)")
     p.add_argument("--feature-views", type=int, default=1, help="frozen-phase cached views")
     p.add_argument("--accuracy-images", type=int, default=None,
-                   help="frozen_phase_accuracy: synthetic images at 64 px (400; quick 40)")
-    p.add_argument("--accuracy-weights", default=None, metavar="PATH",
-                   help="frozen_phase_accuracy: backbone source, e.g. the demo's "
-                        "runs/demo/densenet121-multiclass/model.keras (default: random "
-                        "weights, whose features leave the head near chance)")
+                   help="frozen_phase_accuracy: synthetic images at 64 px (300; quick 40)")
+    p.add_argument("--accuracy-weights", default="auto", metavar="PATH|auto|none",
+                   help="frozen_phase_accuracy: backbone source; auto: the demo's "
+                        f"{DEMO_BACKBONE} when it exists and --arch is densenet121, else "
+                        "random weights (whose features leave the head near chance)")
     p.add_argument("--accuracy-seeds", type=int, default=None,
                    help="frozen_phase_accuracy: seeds per method (3; quick 2)")
     p.add_argument("--peak-archs", nargs="+", default=["resnet50", "densenet121"],
@@ -84,10 +86,21 @@ def resolve(args) -> dict:
     return {"images": pick(args.images, 64, 8), "image_size": pick(args.image_size, 224, 64),
             "batch_size": pick(args.batch_size, 16, 4), "reps": pick(args.reps, 2, 1),
             "epochs": pick(args.epochs, 10, 2), "seeds": pick(args.seeds, 2, 1),
-            "accuracy_images": pick(args.accuracy_images, 400, 40),
+            "accuracy_images": pick(args.accuracy_images, 300, 40),
             "accuracy_seeds": pick(args.accuracy_seeds, 3, 2),
             "memory_records": pick(args.memory_records, 3746, 64),
             "memory_batch_size": pick(args.memory_batch_size, 32, 4)}
+
+
+def accuracy_weights(choice: str | None, arch: str) -> str | None:
+    """Backbone of the accuracy arm: ``auto`` -> the demo's DenseNet121 if present."""
+    if choice in (None, "none"):
+        return None
+    if choice == "auto":
+        root = Path(__file__).resolve().parents[1]
+        found = root / DEMO_BACKBONE
+        return str(found) if arch == "densenet121" and found.is_file() else None
+    return choice
 
 
 def format_table(results: list[dict]) -> str:
@@ -145,7 +158,7 @@ def run_benchmarks(args) -> dict:
                                                  sizes["seeds"], args.feature_views),
         "frozen_phase_accuracy": lambda: frozen_phase.run_accuracy(
             args.arch, sizes["epochs"], 32, sizes["accuracy_seeds"], args.feature_views,
-            sizes["accuracy_images"], 64, args.accuracy_weights),
+            sizes["accuracy_images"], 64, accuracy_weights(args.accuracy_weights, args.arch)),
         "predict": lambda: predict_throughput.run(data, args.arch, bs, 2 * reps + 1, model()),
         "gradcam": lambda: gradcam_batching.run(data, args.arch, bs, tuple(args.cam_methods),
                                                 1, model()),

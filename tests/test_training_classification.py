@@ -89,6 +89,25 @@ def test_an_interrupted_run_resumes_without_repeating_finished_phases(finished_r
     assert (run / "splits.csv").read_text() == splits_before  # the same split is reused
 
 
+def test_a_run_starts_from_an_earlier_runs_backbone_with_accumulated_batches(
+        finished_run, synthetic_btxrd, tmp_path):
+    """--weights <run>/model.keras with another task and size, and --accumulate-steps 2."""
+    from bone_tumor_tf.inference import load_model, model_contract
+
+    out = tmp_path / "from-run"
+    train_classifier(tiny_options(synthetic_btxrd, out, task="multiclass", image_size=40,
+                                  weights=str(finished_run / "model.keras"), unfreeze="all",
+                                  accumulate_steps=2, epochs=0))
+    model = load_model(out / "model.keras")
+    contract = model_contract(model)
+    assert contract["class_names"] == ["normal", "benign", "malignant"]
+    assert contract["image_size"] == 40
+    assert contract["weights_source"] == "model:model.keras"
+    options = json.loads((out / "config.json").read_text())["options"]
+    assert options["accumulate_steps"] == 2
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] is not None
+
+
 def test_class_weighted_loss_equals_numpy_formula():
     """Keras' class_weight with our weights gives L = mean_n(-sum_i w_i y_i log p_i)."""
     import keras

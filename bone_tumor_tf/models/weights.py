@@ -187,7 +187,8 @@ class WeightsSource:
 
     @property
     def backbone_channels(self) -> int:
-        """Input channels of the backbone: 1 for CheXpert, 3 otherwise (ImageNet layout)."""
+        """Input channels of the backbone: 1 for CheXpert (and a saved classifier that
+        started from it), 3 otherwise (ImageNet layout)."""
         return 1 if self.kind == "chexpert" or self.normalization == "xrv" else 3
 
     def describe(self) -> str:
