@@ -125,13 +125,8 @@ def run_accuracy(arch: str = "densenet121", epochs: int = 10, batch_size: int = 
                         f"{[round(a, 3) for a in plain]} (mean {statistics.mean(plain):.3f}), "
                         f"cached {[round(a, 3) for a in cached]} (mean "
                         f"{statistics.mean(cached):.3f}); chance (majority class) "
-                        f"{majority_share(entry):.3f}; wall time plain / cached "
+                        f"{figures['val_majority_share']:.3f}; wall time plain / cached "
                         f"{entry['ratio']:.1f}x")
-
-
-def majority_share(entry: dict) -> float:
-    """Validation share of the largest class (accuracy of always guessing it)."""
-    return entry["figures"]["val_majority_share"]
 
 
 def run(data: BenchData, arch: str = "densenet121", epochs: int = 10, batch_size: int = 16,
