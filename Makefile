@@ -25,7 +25,7 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q --durations=10 -n 2 --dist loadfile
 
 bench: $(VENV)/.runtime-installed
 	$(PY) -m bench.run
