@@ -161,7 +161,7 @@ class BenchData:
     Attributes:
         root: the dataset folder.
         files: the image files, in record order.
-        images: ``uint8`` (N, S, S) prepared images (crop mode ``none``).
+        images: ``uint8`` (N, S, S) prepared images (crop mode ``none`` unless asked).
         labels: integer class indices (normal 0, benign 1, malignant 2).
         class_names: the dataset's class names.
         prepare_seconds: wall time of the decode + resize (``prepare_images``, no cache).
@@ -188,8 +188,9 @@ def ensure_dataset(n: int, min_side: int, max_side: int, seed: int = 0) -> Path:
 
 
 def load_bench_data(n: int, image_size: int, min_side: int = 1000, max_side: int = 2000,
-                    seed: int = 0) -> BenchData:
-    """Generate (once) and prepare ``n`` BTXRD-like radiographs at ``image_size``."""
+                    seed: int = 0, crop_mode: str = "none") -> BenchData:
+    """Generate (once) and prepare ``n`` BTXRD-like radiographs at ``image_size``
+    (``crop_mode`` as in :func:`bone_tumor_tf.data.pipeline.prepare_images`)."""
     from PIL import Image
 
     from bone_tumor_tf.data import load_dataset
@@ -199,7 +200,7 @@ def load_bench_data(n: int, image_size: int, min_side: int = 1000, max_side: int
     dataset = load_dataset(root)
     records = list(dataset.records)
     start = time.perf_counter()
-    prepared = prepare_images(records, image_size, crop_mode="none", seed=seed)
+    prepared = prepare_images(records, image_size, crop_mode=crop_mode, seed=seed)
     prepare_seconds = time.perf_counter() - start
     if prepared.failures:
         raise RuntimeError(f"benchmark inputs failed to decode: {prepared.failures[0]}")

@@ -45,7 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import BenchData, EpochTimer, build_model, freeze_backbone, result
+from bench.common import (
+    BenchData,
+    EpochTimer,
+    build_model,
+    freeze_backbone,
+    load_bench_data,
+    result,
+)
 
 TARGET = 5.0
 #: Images phase 1 sees in BTXRD (train + validation: 85 % of 3,746).
@@ -86,22 +93,10 @@ ACCURACY_SEED = 7
 
 
 def accuracy_data(n: int = 300, image_size: int = 64, seed: int = ACCURACY_SEED) -> BenchData:
-    """Demo-size synthetic BTXRD set (default generator sizes) cropped to the tumor box."""
-    from bench.common import OUT_DIR
-    from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
-    from bone_tumor_tf.data.synthetic import generate_btxrd
-
-    root = OUT_DIR / f"btxrd-accuracy-n{n}-s{seed}"
-    if not (root / "dataset.xlsx").is_file():
-        generate_btxrd(root, n=n, seed=seed)
-    dataset = load_dataset(root)
-    records = list(dataset.records)
-    start = time.perf_counter()
-    prepared = prepare_images(records, image_size, crop_mode="gt-box", seed=seed)
-    labels = encode_labels([r.label for r in records], dataset.class_names, "multiclass")
-    return BenchData(root, [r.path for r in records], prepared.images, labels,
-                     tuple(dataset.class_names), time.perf_counter() - start, 0.0)
+    """Demo-size synthetic BTXRD set (the generator's default 320-640 px sides) cropped to
+    the tumor box."""
+    return load_bench_data(n, image_size, min_side=320, max_side=640, seed=seed,
+                           crop_mode="gt-box")
 
 
 def run_accuracy(arch: str = "densenet121", epochs: int = 10, batch_size: int = 32,
