@@ -3,11 +3,14 @@
 The displayed image is rebuilt the way a DICOM viewer does (DICOM PS3.3 C.11):
 
 1. **Pixel data** of the first frame is decoded by pydicom with whichever decoder is
-   installed for the transfer syntax (uncompressed, deflate and RLE always; JPEG baseline
-   and JPEG 2000 through Pillow; JPEG-LS, JPEG lossless and HTJ2K need ``pylibjpeg`` plugins
-   or ``python-gdcm``). A syntax without an installed decoder is refused with a one-line
-   error that names it and what to install. A multi-frame file contributes its first frame
-   only, and a warning says so (logger ``bone_tumor_tf.data.dicom``).
+   installed for the transfer syntax: uncompressed, deflate and RLE by pydicom itself;
+   JPEG baseline, 12-bit JPEG Extended, JPEG Lossless (process 14, SV1 included), JPEG-LS,
+   JPEG 2000 and HTJ2K by the ``pylibjpeg`` plugins (``pylibjpeg-libjpeg``,
+   ``pylibjpeg-openjpeg``) and ``pyjpegls`` in requirements.txt (Pillow and
+   ``python-gdcm`` are used too when installed). A syntax without an installed decoder is
+   refused with a one-line error that names it and what to install. A multi-frame file
+   contributes its first frame only, and a warning says so (logger
+   ``bone_tumor_tf.data.dicom``).
 2. **Modality LUT**: Rescale Slope/Intercept or a Modality LUT Sequence
    (``pydicom.pixels.apply_modality_lut``).
 3. **VOI LUT**: the first VOI LUT Sequence item, otherwise the first Window Center/Width
@@ -27,11 +30,20 @@ grayscale image before the LUTs, so that the float copies they make stay small.
 
 Files are recognised by the ``DICM`` marker; a file without it (no File Meta header) is
 read if pydicom finds pixel data in it, as old scanners write such files.
+
+Files from a PACS can carry malformed header values (a Number of Frames that is no number,
+text in Bits Allocated, a non-finite Rescale Slope, an empty Pixel Data). Every failure
+of reading one, including any exception of pydicom or a decoding plugin, is raised as a
+one-line :class:`~bone_tumor_tf.errors.DataError` naming the file, so that a batch goes
+on with the other files. Only a malformed window (Window Center/Width) is not fatal: it is
+logged and the image's own range is used.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import re
 import warnings
 from pathlib import Path
@@ -43,6 +55,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.pixels import pixel_array as decode_pixel_array
+from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -61,6 +74,34 @@ _GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 _PIP_NAMES = {"gdcm": "python-gdcm"}
 #: Data types ``cv2.resize`` interpolates with INTER_AREA.
 _RESIZABLE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+#: Header values that must be one whole number when present. pydicom keeps an invalid
+#: value as read (text, a list, a fraction), and its own errors about them are cryptic.
+_WHOLE_NUMBERS = ("NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                  "PixelRepresentation", "PlanarConfiguration")
+#: Header values that must be one finite number when present (empty included).
+_FINITE_NUMBERS = ("RescaleSlope", "RescaleIntercept")
+
+
+def _malformed_file_errors(read):
+    """Decorator of a reader ``read(path, ...)``: any exception but :class:`DataError` becomes
+    one (the last guard for a batch).
+
+    The known malformed values get their own messages below; this catches what pydicom or a
+    decoding plugin raises on the others, so that one bad file never ends a batch with a
+    traceback. The traceback is logged at DEBUG level for a bug report.
+    """
+    @functools.wraps(read)
+    def guarded(path, *args, **kwargs):
+        try:
+            return read(path, *args, **kwargs)
+        except (DataError, MemoryError):
+            raise
+        except Exception as error:  # any failure of pydicom, a plugin, NumPy or OpenCV
+            logger.debug("%s: reading the DICOM file failed", path, exc_info=True)
+            raise DataError(path, f"malformed DICOM file ({type(error).__name__}: "
+                                  f"{_one_line(error)})") from None
+
+    return guarded
 
 
 def read_dicom(path: str | Path) -> np.ndarray:
@@ -73,6 +114,7 @@ def read_dicom(path: str | Path) -> np.ndarray:
     return read_dicom_with_scale(path)[0]
 
 
+@_malformed_file_errors
 def read_dicom_with_scale(path: str | Path, max_side: int | None = None
                           ) -> tuple[np.ndarray, float]:
     """Read a DICOM file as ``(image uint8 (H, W), scale)``.
@@ -102,6 +144,7 @@ def read_dicom_with_scale(path: str | Path, max_side: int | None = None
     return image, 1.0
 
 
+@_malformed_file_errors
 def dicom_size(path: str | Path) -> tuple[int, int]:
     """``(Rows, Columns)`` of a DICOM file, read without its pixel data."""
     path = Path(path)
@@ -157,9 +200,16 @@ def _checked_size(dataset: Dataset, path: Path) -> tuple[int, int]:
 
 def _first_frame(dataset: Dataset, path: Path) -> np.ndarray:
     """Decode the first frame, raising one-line errors for missing or undecodable data."""
-    if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+    keywords = [keyword for keyword in _PIXEL_KEYWORDS if keyword in dataset]
+    if not keywords:
         raise DataError(path, "DICOM file has no pixel data")
-    syntax = UID(dataset.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+    if not dataset[keywords[0]].value:
+        raise DataError(path, "DICOM pixel data is empty (zero length)")
+    syntax = dataset.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)
+    if not isinstance(syntax, str):  # e.g. a multi-valued element
+        raise DataError(path, f"invalid Transfer Syntax UID {_shown(syntax)} in the file meta "
+                              "header")
+    syntax = UID(syntax)
     syntax_name = f"transfer syntax '{syntax.name}' ({syntax})" if syntax.is_valid else (
         f"transfer syntax {str(syntax)!r}")
     try:
@@ -171,14 +221,17 @@ def _first_frame(dataset: Dataset, path: Path) -> np.ndarray:
     if not decoder.is_available:
         raise DataError(path, f"no installed decoder for {syntax_name}; install one: "
                               f"{_install_hint(decoder.missing_dependencies)}")
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        logger.warning("%s: multi-frame DICOM (%d frames); using the first frame", path, frames)
     # pydicom's warnings (e.g. "the size matches uncompressed data - check the transfer
     # syntax") explain a failure: they join the error message, or are logged on success.
+    # Those about a header value that the check refuses are dropped: its error says it.
     failure = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        _check_header_values(dataset, path)
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        if frames > 1:
+            logger.warning("%s: multi-frame DICOM (%d frames); using the first frame", path,
+                           frames)
         try:
             pixels = decode_pixel_array(dataset, index=0)
         except Exception as error:  # any failure of a decoding plugin
@@ -190,6 +243,39 @@ def _first_frame(dataset: Dataset, path: Path) -> np.ndarray:
     for note in notes:
         logger.warning("%s: %s", path, note)
     return pixels
+
+
+def _check_header_values(dataset: Dataset, path: Path) -> None:
+    """Refuse, in one line, a pixel-module value that is not the number (or text) it must be."""
+    photometric = dataset.get("PhotometricInterpretation")
+    if photometric is not None and not isinstance(photometric, str):  # e.g. multi-valued
+        raise DataError(path, f"invalid Photometric Interpretation {_shown(photometric)} in "
+                              "the DICOM header (expected one value)")
+    for keyword in _WHOLE_NUMBERS + _FINITE_NUMBERS:
+        if keyword not in dataset:
+            continue
+        value = dataset[keyword].value
+        if value is None and keyword in _WHOLE_NUMBERS:
+            continue  # empty: pydicom assumes 1 frame, or names the missing value
+        number = None
+        if not isinstance(value, (str, bytes)):  # pydicom keeps invalid text as str
+            try:
+                number = float(value)
+            except (TypeError, ValueError):  # None, a multi-valued element
+                pass
+        whole = keyword not in _WHOLE_NUMBERS or (number is not None and number.is_integer())
+        if number is None or not math.isfinite(number) or not whole:
+            expected = "one whole number" if keyword in _WHOLE_NUMBERS else "one finite number"
+            raise DataError(path, f"invalid {dataset[keyword].name} {_shown(value)} in the "
+                                  f"DICOM header (expected {expected})")
+
+
+def _shown(value) -> str:
+    """A header value for a message: its repr, cut to 40 characters."""
+    if value is None:
+        return "(empty)"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _install_hint(missing: list[str]) -> str:
@@ -222,14 +308,19 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
     except Exception as error:  # malformed Modality LUT Sequence or rescale values
         raise DataError(path, f"invalid Modality LUT or Rescale Slope/Intercept "
                               f"({_one_line(error)})") from None
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise DataError(path, "pixel values are not finite (NaN or infinity) after the "
+                              "Modality LUT / Rescale Slope and Intercept")
     image = None
     voi_sequence = dataset.get("VOILUTSequence")
-    if voi_sequence and None not in (voi_sequence[0].get("LUTDescriptor"),
-                                     voi_sequence[0].get("LUTData")):
+    # A malformed sequence (wrong VR) is read as text: no item, no LUT.
+    voi_item = voi_sequence[0] if isinstance(voi_sequence, Sequence) and voi_sequence else None
+    if voi_item is not None and None not in (voi_item.get("LUTDescriptor"),
+                                             voi_item.get("LUTData")):
         # LUT input values are integers; a rescale makes them float.
         lut_input = np.round(values).astype(np.int64) if values.dtype.kind == "f" else values
         try:
-            bits = int(voi_sequence[0].LUTDescriptor[2])
+            bits = int(voi_item.LUTDescriptor[2])
             image = _scale_to_uint8(apply_voi_lut(lut_input, dataset), 0.0, 2.0 ** bits - 1)
         except Exception as error:  # malformed LUTs fail in many ways
             logger.warning("%s: VOI LUT not applied (%s); using the image's own range",
@@ -238,6 +329,8 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
         try:
             # The window's output range, as pydicom defines it, from values far outside it.
             low, high = apply_voi_lut(np.array([-np.inf, np.inf]), dataset)
+            if not (np.isfinite([low, high]).all() and high > low):  # e.g. a NaN center
+                raise ValueError(f"window output range [{low}, {high}] is not valid")
             image = _scale_to_uint8(apply_voi_lut(values, dataset), low, high)
         except Exception as error:  # invalid width, unknown VOI LUT Function
             logger.warning("%s: window not applied (%s); using the image's own range",
