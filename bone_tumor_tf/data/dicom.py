@@ -308,10 +308,10 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
     except Exception as error:  # malformed Modality LUT Sequence or rescale values
         raise DataError(path, f"invalid Modality LUT or Rescale Slope/Intercept "
                               f"({_one_line(error)})") from None
+    image = None
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise DataError(path, "pixel values are not finite (NaN or infinity) after the "
                               "Modality LUT / Rescale Slope and Intercept")
-    image = None
     voi_sequence = dataset.get("VOILUTSequence")
     # A malformed sequence (wrong VR) is read as text: no item, no LUT.
     voi_item = voi_sequence[0] if isinstance(voi_sequence, Sequence) and voi_sequence else None
