@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "history.csv, metrics.json, report.md, overlays).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True,
-                   help="BTXRD-format dataset folder, or 'demo' for the embedded synthetic set")
+                   help="BTXRD-format dataset folder, a mask-folder set (DIR/images + "
+                        "DIR/masks, same file stems, nonzero mask = tumor), or 'demo' for "
+                        "the embedded synthetic set")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--arch", choices=("attention-unet", "unet"), default=O.arch)
     p.add_argument("--encoder", choices=("none", "resnet50", "densenet121"), default=O.encoder)

@@ -27,3 +27,34 @@ def btxrd_copy(synthetic_btxrd, tmp_path):
     target = tmp_path / "BTXRD"
     shutil.copytree(synthetic_btxrd, target)
     return target
+
+
+RESIZED_SIDE = 256
+
+
+def write_resized_copy(source, target, sizes=None):
+    """A redistributed-style copy of a BTXRD folder: every image resized (aspect ratio not
+    kept) to ``RESIZED_SIDE`` x ``RESIZED_SIDE`` and re-encoded as PNG under its stem, with
+    the original sheet and LabelMe files. ``sizes`` maps an image_id to another
+    ``(height, width)``."""
+    import shutil
+
+    import cv2
+
+    target.mkdir(parents=True)
+    shutil.copytree(source / "Annotations", target / "Annotations")
+    shutil.copy(source / "dataset.xlsx", target / "dataset.xlsx")
+    (target / "images").mkdir()
+    for path in sorted((source / "images").iterdir()):
+        height, width = (sizes or {}).get(path.name, (RESIZED_SIDE, RESIZED_SIDE))
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(target / "images" / (path.stem + ".png")), resized)
+    return target
+
+
+@pytest.fixture(scope="session")
+def resized_btxrd(synthetic_btxrd, tmp_path_factory):
+    """``synthetic_btxrd`` as a 256 x 256 PNG copy with the original sheet and LabelMe files
+    (shared, do not modify)."""
+    return write_resized_copy(synthetic_btxrd, tmp_path_factory.mktemp("resized") / "BTXRD")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,111 @@ def test_labelme_of_synthetic_data_is_real_labelme_json(synthetic_btxrd):
     assert {"version", "shapes", "imagePath", "imageHeight", "imageWidth"} <= set(content)
     kinds = {s["shape_type"] for s in content["shapes"]}
     assert kinds == {"rectangle", "polygon"}
+
+
+# ------------------------------------------------------------------ redistributed copies
+def dice(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2.0 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_images_under_another_extension_are_found_by_stem_and_said_once(resized_btxrd,
+                                                                         caplog):
+    with caplog.at_level("WARNING"):
+        dataset = BTXRDDataset.load(resized_btxrd)
+    assert {r.path.suffix for r in dataset.records} == {".png"}
+    assert {Path(r.image_id).suffix for r in dataset.records} == {".jpeg", ".jpg"}
+    assert all(r.path.is_file() and r.path.stem == Path(r.image_id).stem
+               for r in dataset.records)
+    assert "60 images found under another extension (.png for .jpeg, .png for .jpg)" in \
+        dataset.notes
+    assert sum("another extension" in m for m in caplog.messages) == 1
+
+
+def test_two_images_of_one_stem_are_an_error_naming_both(resized_btxrd, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(resized_btxrd, root)
+    png = sorted((root / "images").glob("*.png"))[0]
+    shutil.copy(png, png.with_suffix(".bmp"))
+    with pytest.raises(DataError) as info:
+        BTXRDDataset.load(root)
+    assert png.name in str(info.value) and png.with_suffix(".bmp").name in str(info.value)
+
+
+def test_resized_copy_shapes_agree_with_a_directly_rasterised_reference(
+        synthetic_btxrd, resized_btxrd):
+    """Masks and boxes of the 256 x 256 copy, as training, gt-box crops and segmentation
+    evaluation read them, against the original polygons rasterised at the original size
+    and resized with nearest neighbour."""
+    import cv2
+
+    from bone_tumor_tf.data.annotations import read_record_annotation
+    from bone_tumor_tf.data.pipeline import prepare_record
+    from bone_tumor_tf.evaluation.segmentation import ground_truth_mask
+
+    side = 256
+    dataset = BTXRDDataset.load(resized_btxrd)
+    annotated = [r for r in dataset.records if r.annotation is not None]
+    assert annotated and all(r.annotation_resized for r in annotated)
+    assert f"{len(annotated)} annotations scaled from their original sizes" in \
+        " ".join(dataset.notes)
+    dices = []
+    for record in annotated:
+        original = parse_labelme(synthetic_btxrd / "Annotations" / record.annotation.name)
+        reference = np.zeros((original.image_height, original.image_width), np.uint8)
+        cv2.fillPoly(reference, [np.round(p).astype(np.int32) for p in original.polygons], 1)
+        reference = cv2.resize(reference, (side, side), interpolation=cv2.INTER_NEAREST)
+        annotation = read_record_annotation(record)
+        assert (annotation.image_height, annotation.image_width) == (side, side)
+        dices.append(dice(annotation.mask(), reference))
+        assert np.array_equal(ground_truth_mask(record, (side, side)), annotation.mask() > 0)
+        fx, fy = side / original.image_width, side / original.image_height
+        for box, original_box in zip(annotation.boxes, original.boxes, strict=True):
+            expected = np.array(original_box) * [fx, fy, fx, fy]
+            assert np.abs(np.array(box) - expected).max() <= 1.0
+        # The gt-box crop of training is the scaled union box, in the resized image.
+        _, geometry, mask = prepare_record(record, 64, crop_mode="gt-box", with_mask=True)
+        union = np.array(annotation.union_box())
+        assert np.abs(np.array(geometry.crop_box) - union).max() <= 1.0
+        assert mask.any()
+    assert min(dices) >= 0.85 and np.mean(dices) >= 0.9, dices
+
+
+def test_find_resized_copy_rules():
+    from bone_tumor_tf.data.annotations import find_resized_copy
+
+    originals = [(1500 + 10 * i, 2000 - 7 * i) for i in range(20)]
+    # One size: every image 256 x 256 (aspect ratio not kept).
+    found = find_resized_copy([((256, 256), a) for a in originals])
+    assert found.rule.kind == "size" and len(found.scaled) == 20
+    # Aspect kept: each image is its original times one factor (rounded).
+    found = find_resized_copy([((round(h * 1024 / w), 1024), (h, w)) for h, w in originals])
+    assert found.rule.kind == "aspect" and len(found.scaled) == 20
+    # A consistent set with two wrong annotations is not a resized copy.
+    pairs = [(a, a) for a in originals]
+    pairs[3], pairs[7] = ((256, 256), originals[3]), ((100, 90), originals[7])
+    assert not find_resized_copy(pairs).scaled
+    # Too few disagreeing annotations to call it a copy.
+    assert not find_resized_copy([((256, 256), a) for a in originals[:2]]).scaled
+    # In a resized copy, the one image that disagrees differently is not scaled.
+    pairs = [((256, 256), a) for a in originals]
+    pairs[5] = ((300, 200), originals[5])
+    found = find_resized_copy(pairs)
+    assert found.rule.kind == "size" and found.scaled == frozenset(range(20)) - {5}
+
+
+def test_non_resized_set_keeps_checking_each_annotation(btxrd_copy):
+    from bone_tumor_tf.data.annotations import read_record_annotation
+
+    dataset = BTXRDDataset.load(btxrd_copy)
+    record = next(r for r in dataset.records if r.annotation is not None)
+    content = json.loads(record.annotation.read_text())
+    content["imageWidth"] += 7
+    record.annotation.write_text(json.dumps(content))
+    dataset = BTXRDDataset.load(btxrd_copy)
+    assert dataset.notes == [] and not any(r.annotation_resized for r in dataset.records)
+    record = next(r for r in dataset.records if r.annotation == record.annotation)
+    with pytest.raises(DataError, match="disagrees with the image"):
+        read_record_annotation(record)

@@ -122,3 +122,34 @@ def test_inspect_exit_code_is_1_for_a_breaking_problem(btxrd_copy, capsys):
     assert data_main(["inspect", str(btxrd_copy), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["problems"] and {"file", "problem"} <= set(out["problems"][0])
+
+
+# ------------------------------------------------------------------ resized copies
+def test_resized_copy_is_clean_apart_from_two_notes(resized_btxrd, capsys):
+    report, problems = problems_of(resized_btxrd)
+    tumors = report.classes["benign"] + report.classes["malignant"]
+    assert problems == [] and report.usable and report.annotated == tumors
+    assert report.notes == [
+        "60 images found under another extension (.png for .jpeg, .png for .jpg)",
+        f"{tumors} annotations scaled from their original sizes (resized copy: every "
+        "image 256x256)"]
+    assert data_main(["inspect", str(resized_btxrd)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("note: ") == 2 and "problems: 0 errors, 0 warnings" in out
+
+
+def test_one_image_resized_differently_from_the_rest_is_flagged(synthetic_btxrd, tmp_path):
+    from conftest import write_resized_copy
+
+    sheet, tumor = first(synthetic_btxrd, "malignant")
+    image_id = sheet.loc[tumor, "image_id"]
+    root = write_resized_copy(synthetic_btxrd, tmp_path / "copy",
+                              sizes={image_id: (180, 200)})
+    report, problems = problems_of(root)
+    stem = image_id.rsplit(".", 1)[0]
+    assert [p[2] for p in problems] == ["error"] and not report.usable
+    assert f"{stem}.json" in problems[0][0]
+    assert "disagrees with the image (200x180), unlike the rest of this resized copy " \
+           "(every image 256x256)" in problems[0][1]
+    tumors = report.classes["benign"] + report.classes["malignant"]
+    assert f"{tumors - 1} annotations scaled from their original sizes" in report.notes[1]

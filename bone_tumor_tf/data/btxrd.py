@@ -15,6 +15,12 @@ and 3 view indicators (all 0/1).
 Labels: ``malignant`` if ``malignant == 1``, else ``benign`` if ``benign == 1``, else
 ``normal``; the binary task is tumor (benign or malignant) vs normal.
 
+Redistributed copies are read too: an image whose extension differs from its ``image_id``
+(``images/IMG000001.png`` for ``IMG000001.jpeg``) is found by its stem (two files of one
+stem are an error naming both), and a resized copy that kept the original LabelMe files
+has its annotations scaled to the images (rule in :mod:`bone_tumor_tf.data.annotations`).
+Each is said once (a log line and a note of ``inspect``), not per image.
+
 Patients: BTXRD has no patient id, but one patient's views sit on consecutive rows.
 Consecutive rows (in ``image_id`` order) that agree on center, age, gender, the site
 columns and all label and subtype columns are taken as one patient (``group``).
@@ -23,6 +29,8 @@ columns and all label and subtype columns are taken as one patient (``group``).
 from __future__ import annotations
 
 import difflib
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +38,12 @@ import numpy as np
 import pandas as pd
 
 from bone_tumor_tf.data import schema
+from bone_tumor_tf.data.annotations import ResizedCopy, mark_resized_annotations
+from bone_tumor_tf.data.folders import image_files_by_stem
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 SHEET_NAMES = ("dataset.xlsx", "dataset.csv")
 IMAGES_DIR = "images"
@@ -120,6 +132,38 @@ def assign_patient_groups(sheet: pd.DataFrame) -> pd.Series:
     return groups.reindex(sheet.index)
 
 
+def find_image_paths(images_dir: Path, image_ids) -> tuple[list[Path], str | None]:
+    """Each ``image_id``'s file: ``images_dir / image_id``, else the one file of its stem.
+
+    Returns ``(paths, note)``; ``note`` counts the images found under another extension
+    (None when there are none). A missing image keeps its exact path (reported as missing
+    when read).
+
+    Raises:
+        DataError: an image is missing under its exact name and two files share its stem.
+    """
+    paths, moved, index = [], Counter(), None
+    for image_id in image_ids:
+        exact = images_dir / image_id
+        if exact.is_file() or not images_dir.is_dir():
+            paths.append(exact)
+            continue
+        if index is None:
+            index = image_files_by_stem(images_dir)
+        candidates = index.get(Path(image_id).stem, [])
+        if len(candidates) > 1:
+            raise DataError(candidates[0], f"two images with stem {Path(image_id).stem!r} "
+                                           f"({candidates[0].name} and {candidates[1].name}) "
+                                           f"for the sheet's {image_id!r}; keep one")
+        if candidates:
+            moved[(candidates[0].suffix, Path(image_id).suffix)] += 1
+        paths.append(candidates[0] if candidates else exact)
+    if not moved:
+        return paths, None
+    pairs = ", ".join(f"{found} for {listed}" for found, listed in sorted(moved))
+    return paths, f"{sum(moved.values()):,} images found under another extension ({pairs})"
+
+
 def view_of(row: pd.Series) -> str | None:
     """The view whose indicator is 1, or None when none or several are."""
     views = [v for v in schema.VIEW_COLUMNS if int(row.get(v, 0) or 0) == 1]
@@ -135,12 +179,18 @@ class BTXRDDataset:
         sheet: the metadata sheet with two added columns, ``label`` and ``group``.
         records: one :class:`ImageRecord` per sheet row, in sheet order.
         class_names: ``("normal", "benign", "malignant")``.
+        notes: what ``inspect`` says about the set as a whole (images found under another
+            extension, annotations scaled from their original sizes).
+        resized_copy: what the resized-copy check found (see
+            :func:`bone_tumor_tf.data.annotations.find_resized_copy`).
     """
 
     root: Path
     sheet: pd.DataFrame
     records: list[ImageRecord] = field(default_factory=list)
     class_names: tuple[str, ...] = schema.CLASS_NAMES
+    notes: list[str] = field(default_factory=list)
+    resized_copy: ResizedCopy | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -152,15 +202,20 @@ class BTXRDDataset:
 
     @classmethod
     def load(cls, root: str | Path) -> BTXRDDataset:
-        """Read the sheet and build the records. Files are not opened (see ``inspect``)."""
+        """Read the sheet and build the records.
+
+        Image pixels are not decoded (see ``inspect``); annotated images' headers and their
+        annotations are read to recognise a resized copy.
+        """
         root = Path(root).expanduser().resolve()
         if not root.is_dir():
             raise DataError(root, "dataset folder does not exist")
         sheet = read_sheet(find_sheet(root))
         sheet["label"] = derive_labels(sheet)
         sheet["group"] = assign_patient_groups(sheet)
+        paths, extension_note = find_image_paths(root / IMAGES_DIR, sheet["image_id"])
         records = []
-        for _, row in sheet.iterrows():
+        for path, (_, row) in zip(paths, sheet.iterrows(), strict=True):
             image_id = row["image_id"]
             annotation = root / ANNOTATIONS_DIR / (Path(image_id).stem + ".json")
             try:
@@ -169,11 +224,16 @@ class BTXRDDataset:
                 center = None
             records.append(ImageRecord(
                 image_id=image_id,
-                path=root / IMAGES_DIR / image_id,
+                path=path,
                 label=row["label"],
                 group=row["group"],
                 annotation=annotation if annotation.is_file() else None,
                 center=center,
                 view=view_of(row),
             ))
-        return cls(root=root, sheet=sheet, records=records)
+        records, resized_copy = mark_resized_annotations(records)
+        notes = [n for n in (extension_note, resized_copy.note()) if n]
+        for note in notes:
+            logger.warning("%s: %s", root, note)
+        return cls(root=root, sheet=sheet, records=records, notes=notes,
+                   resized_copy=resized_copy)

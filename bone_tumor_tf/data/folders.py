@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bone_tumor_tf.data.images import is_dicom_file, is_image_file
+from bone_tumor_tf.data.images import DICOM_EXTENSION, is_dicom_file, is_image_file
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.errors import DataError
 
@@ -26,6 +26,19 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": 
 
 def _is_readable_file(path: Path) -> bool:
     return path.is_file() and (is_image_file(path) or is_dicom_file(path))
+
+
+def image_files_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """Image and DICOM files directly in ``folder`` (by extension), grouped by file stem.
+
+    A stem with two or more files (``IMG1.png`` and ``IMG1.jpeg``) is ambiguous wherever
+    files are matched by stem; callers name both in their error.
+    """
+    index: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (is_image_file(path) or path.suffix.lower() == DICOM_EXTENSION):
+            index.setdefault(path.stem, []).append(path)
+    return index
 
 
 def order_class_names(names) -> tuple[str, ...]:

@@ -2,8 +2,13 @@
 
 :func:`inspect_dataset` reads everything once (sheet, every image, every annotation) and
 returns an :class:`InspectionReport`: counts per class, center and view, annotation
-coverage, and a list of problems, each naming its file. A problem is an ``error`` when it
-would break training (the CLI then exits 1) and a ``warning`` otherwise.
+coverage, notes about the set as a whole (a resized copy, images under another extension,
+unknown patients), and a list of problems, each naming its file. A problem is an ``error``
+when it would break training (the CLI then exits 1) and a ``warning`` otherwise.
+
+Layouts, recognised as :func:`bone_tumor_tf.data.load_dataset` does: BTXRD (``images/`` and
+a sheet), mask-folder sets (``images/`` and ``masks/``, no sheet; kind ``masks``) and
+class-per-folder sets.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from bone_tumor_tf.data.btxrd import (
     find_sheet,
     is_btxrd_folder,
 )
+from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.folders import FolderDataset
-from bone_tumor_tf.data.images import image_size, is_image_file, read_image
-from bone_tumor_tf.data.labelme import parse_labelme
+from bone_tumor_tf.data.images import is_image_file, read_image
+from bone_tumor_tf.data.mask_folders import MaskFolderDataset, is_mask_folder
 from bone_tumor_tf.data.pipeline import default_workers
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.errors import DataError
@@ -52,6 +58,7 @@ class InspectionReport:
     centers: dict = field(default_factory=dict)
     views: dict = field(default_factory=dict)
     annotated: int = 0
+    notes: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -66,7 +73,7 @@ class InspectionReport:
         return {
             "root": self.root, "kind": self.kind, "images": self.images,
             "classes": self.classes, "centers": self.centers, "views": self.views,
-            "annotated": self.annotated, "usable": self.usable,
+            "annotated": self.annotated, "notes": list(self.notes), "usable": self.usable,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -80,6 +87,9 @@ class InspectionReport:
         if self.kind == "btxrd":
             tumors = self.classes.get("benign", 0) + self.classes.get("malignant", 0)
             lines.append(f"annotated: {self.annotated} of {tumors} tumor images")
+        if self.kind == "masks":
+            lines.append(f"masks: {self.annotated} of {self.images} read")
+        lines += [f"note: {note}" for note in self.notes]
         n_errors = len(self.errors())
         lines.append(f"problems: {n_errors} errors, {len(self.problems) - n_errors} warnings")
         lines += [f"  [{p.severity}] {p.file}: {p.problem}" for p in self.problems]
@@ -143,25 +153,32 @@ def sheet_problems(dataset: BTXRDDataset) -> list[Problem]:
     return problems
 
 
-def _check_record(record: ImageRecord, is_tumor: bool) -> tuple[int, list[Problem]]:
-    """Decode the image and its annotation; returns (has valid annotation, problems)."""
+def _check_record(record: ImageRecord, is_tumor: bool, resized_rule: str | None = None
+                  ) -> tuple[int, list[Problem]]:
+    """Decode the image and its annotation or mask; returns (has valid one, problems).
+
+    ``resized_rule``: the rule of a resized copy, named in the error of an annotation that
+    disagrees with its image unlike the rest of the copy.
+    """
     problems = []
     try:
         read_image(record.path)
-        original_hw = image_size(record.path)
     except DataError as error:
         return 0, [Problem(error.file, error.problem)]
-    if record.annotation is None:
+    if record.annotation is None and record.mask is None:
         if is_tumor:
             problems.append(Problem(str(record.path), "tumor image has no annotation in "
                                                       f"{ANNOTATIONS_DIR}/"))
         return 0, problems
     try:
-        annotation = parse_labelme(record.annotation, image_size=original_hw)
+        annotation = read_record_annotation(record)
     except DataError as error:
-        return 0, [Problem(error.file, error.problem)]
-    problems += [Problem(str(record.annotation), w, WARNING) for w in annotation.warnings]
-    if not is_tumor:
+        problem = error.problem
+        if resized_rule and "disagrees with the image" in problem:
+            problem += f", unlike the rest of this resized copy ({resized_rule})"
+        return 0, [Problem(error.file, problem)]
+    problems += [Problem(str(annotation.path), w, WARNING) for w in annotation.warnings]
+    if record.annotation is not None and not is_tumor:
         problems.append(Problem(str(record.annotation), "annotation for an image labelled "
                                                         "normal", WARNING))
     return 1, problems
@@ -172,6 +189,8 @@ def inspect_dataset(root: str | Path, workers: int | None = None) -> InspectionR
     root = Path(root).expanduser().resolve()
     if is_btxrd_folder(root):
         return _inspect_btxrd(root, workers)
+    if is_mask_folder(root):
+        return _inspect_mask_folders(root, workers)
     if (root / IMAGES_DIR).is_dir() or (root / ANNOTATIONS_DIR).is_dir():
         report = InspectionReport(str(root), "btxrd")
         try:
@@ -196,14 +215,18 @@ def _inspect_btxrd(root: Path, workers) -> InspectionReport:
     report.centers = {str(k): v for k, v in sorted(Counter(r.center for r in records).items(),
                                                    key=lambda kv: str(kv[0]))}
     report.views = dict(Counter(r.view or "unknown" for r in records))
+    report.notes = list(dataset.notes)
     report.problems += sheet_problems(dataset)
+    rule = dataset.resized_copy.rule if dataset.resized_copy else None
+    rule_text = rule.describe() if rule else None
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        results = list(pool.map(lambda r: _check_record(r, r.label != "normal"), records))
+        results = list(pool.map(lambda r: _check_record(r, r.label != "normal", rule_text),
+                                records))
     for annotated, problems in results:
         report.annotated += annotated
         report.problems += problems
     listed_stems = {Path(r.image_id).stem for r in records}
-    listed_names = {r.image_id for r in records}
+    listed_names = {r.path.name for r in records}  # found under another extension, too
     if dataset.annotations_dir.is_dir():
         for path in sorted(dataset.annotations_dir.glob("*.json")):
             if path.stem not in listed_stems:
@@ -229,4 +252,27 @@ def _inspect_folders(root: Path, workers) -> InspectionReport:
         results = list(pool.map(lambda r: _check_record(r, False), dataset.records))
     for _, problems in results:
         report.problems += problems
+    return report
+
+
+def _inspect_mask_folders(root: Path, workers) -> InspectionReport:
+    report = InspectionReport(str(root), "masks")
+    try:
+        dataset = MaskFolderDataset.load(root, workers=workers)
+    except DataError as error:
+        report.problems.append(Problem(error.file, error.problem))
+        return report
+    report.images = len(dataset.records)
+    report.classes = {name: 0 for name in dataset.class_names}
+    report.classes.update(Counter(r.label for r in dataset.records))
+    report.notes = list(dataset.notes)
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        results = list(pool.map(lambda r: _check_record(r, False), dataset.records))
+    for has_mask, problems in results:
+        report.annotated += has_mask
+        report.problems += problems
+    report.problems += [Problem(str(p), "image without a mask (left out)", WARNING)
+                        for p in dataset.images_without_mask]
+    report.problems += [Problem(str(p), "mask without an image", WARNING)
+                        for p in dataset.masks_without_image]
     return report

@@ -18,6 +18,9 @@ On-disk format (one JSON file per tumor image, ``Annotations/<image stem>.json``
 Coordinates are pixels, x to the right and y down, origin at the top-left pixel's corner.
 Rectangles become ``(x_min, y_min, x_max, y_max)``; polygons become a binary mask at the
 image's resolution (OpenCV ``fillPoly``, union of all polygons, boundary pixels included).
+Consumers read a record's annotation through
+:func:`bone_tumor_tf.data.annotations.read_record_annotation`, which also scales the
+annotations of a resized copy (:meth:`LabelMeAnnotation.resized`).
 """
 
 from __future__ import annotations
@@ -82,6 +85,24 @@ class LabelMeAnnotation:
             polygons=[p * scale for p in self.polygons], labels=list(self.labels),
             warnings=list(self.warnings))
 
+    def resized(self, image_hw: tuple[int, int]) -> LabelMeAnnotation:
+        """The annotation of the image resized to ``image_hw`` = (height, width).
+
+        Each axis is scaled on its own (x by ``width / image_width``, y by
+        ``height / image_height``), as a resized copy that did not keep the aspect
+        ratio needs (e.g. every BTXRD image at 256 x 256).
+        """
+        height, width = int(image_hw[0]), int(image_hw[1])
+        if (height, width) == (self.image_height, self.image_width):
+            return self
+        factors = np.array([width / self.image_width, height / self.image_height])
+        return LabelMeAnnotation(
+            path=self.path, image_width=width, image_height=height,
+            boxes=[(x0 * factors[0], y0 * factors[1], x1 * factors[0], y1 * factors[1])
+                   for x0, y0, x1, y1 in self.boxes],
+            polygons=[p * factors for p in self.polygons], labels=list(self.labels),
+            warnings=list(self.warnings))
+
 
 def union_box(boxes: list[Box]) -> Box | None:
     """The smallest box containing all ``boxes``; None for an empty list."""
@@ -137,6 +158,31 @@ def _clip(points: np.ndarray, width: int, height: int, path: Path, index: int,
     return clipped
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "missing annotation file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(path, f"invalid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise DataError(path, "invalid LabelMe file (top level is not an object)")
+    return content
+
+
+def _size(content: dict, path: Path) -> tuple[int, int]:
+    try:
+        return int(content["imageHeight"]), int(content["imageWidth"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(path, "missing or invalid imageWidth/imageHeight") from None
+
+
+def read_labelme_size(path: str | Path) -> tuple[int, int]:
+    """``(imageHeight, imageWidth)`` of a LabelMe file: the size it was drawn on."""
+    path = Path(path)
+    return _size(_read_json(path), path)
+
+
 def parse_labelme(path: str | Path, image_size: tuple[int, int] | None = None
                   ) -> LabelMeAnnotation:
     """Read one LabelMe JSON file of BTXRD.
@@ -155,18 +201,8 @@ def parse_labelme(path: str | Path, image_size: tuple[int, int] | None = None
             a rectangle without exactly two points, or a polygon with fewer than 3 points.
     """
     path = Path(path)
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "missing annotation file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(path, f"invalid JSON ({error})") from None
-    if not isinstance(content, dict):
-        raise DataError(path, "invalid LabelMe file (top level is not an object)")
-    try:
-        width, height = int(content["imageWidth"]), int(content["imageHeight"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(path, "missing or invalid imageWidth/imageHeight") from None
+    content = _read_json(path)
+    height, width = _size(content, path)
     if image_size is not None and tuple(image_size) != (height, width):
         raise DataError(
             path,

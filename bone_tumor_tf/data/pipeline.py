@@ -27,8 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bone_tumor_tf.data.images import image_size, read_image_with_scale
-from bone_tumor_tf.data.labelme import parse_labelme
+from bone_tumor_tf.data.annotations import read_record_annotation
+from bone_tumor_tf.data.images import read_image_with_scale
 from bone_tumor_tf.data.preprocess import (
     CROP_MODES,
     CropGeometry,
@@ -122,10 +122,10 @@ def tumor_relative_sizes(records: Sequence[ImageRecord]) -> np.ndarray:
     """(M, 2) array of union tumor box (width / image width, height / image height)."""
     sizes = []
     for record in records:
-        if record.annotation is None:
+        if record.annotation is None and record.mask is None:
             continue
         try:
-            annotation = parse_labelme(record.annotation)
+            annotation = read_record_annotation(record)
         except DataError:
             continue
         box = annotation.union_box()
@@ -143,19 +143,17 @@ def prepare_record(record: ImageRecord, size: int, crop_mode: str = "none", seed
     Raises :class:`DataError` naming the file on any problem.
     """
     image, scale = read_image_with_scale(record.path)
-    annotation = None
-    if record.annotation is not None:
-        # Annotations are in original pixels; huge images are decoded reduced.
-        annotation = parse_labelme(record.annotation, image_size=image_size(record.path))
+    annotation = read_record_annotation(record)
+    if annotation is not None:
+        # Annotations are in the file's pixels; huge images are decoded reduced.
         annotation = annotation.scaled(scale, image.shape[:2])
     box = None
     if crop_mode == "gt-box":
-        if annotation is not None:
-            box = annotation.union_box()
-        elif record.label != "normal":
+        box = annotation.union_box() if annotation is not None else None
+        if box is None and record.label != "normal":
             raise DataError(record.path, "tumor image has no annotation (needed by crop "
                                          "mode gt-box)")
-        else:
+        if box is None:  # normal image (a mask-folder normal has an all-zero mask)
             box = random_normal_crop_box(image.shape[:2], relative_sizes
                                          if relative_sizes is not None else np.empty((0, 2)),
                                          record.image_id, seed)
@@ -174,7 +172,8 @@ def _cache_key(records, size, crop_mode, seed, with_masks) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([size, crop_mode, seed, with_masks, 2]).encode())
     for record in records:
-        for path in (record.path, record.annotation):
+        digest.update(b"r" if record.annotation_resized else b"o")
+        for path in (record.path, record.annotation, record.mask):
             if path is None:
                 digest.update(b"-")
                 continue

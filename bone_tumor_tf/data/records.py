@@ -17,6 +17,10 @@ class ImageRecord:
         label: class name (``normal``/``benign``/``malignant`` for BTXRD).
         group: patient group; images of one group never sit on two sides of a split.
         annotation: path of the LabelMe JSON (tumor images of BTXRD), else None.
+        annotation_resized: the annotation was drawn on the original of a resized copy: its
+            shapes are scaled per axis to this image's size when read (see
+            :mod:`bone_tumor_tf.data.annotations`).
+        mask: path of the tumor mask image (mask-folder sets), else None.
         center: acquiring center (BTXRD 1-3), else None.
         view: ``frontal``/``lateral``/``oblique`` (BTXRD), else None.
         split: a split fixed by the dataset's layout (``train``/``val``/``test``), else None.
@@ -30,3 +34,5 @@ class ImageRecord:
     center: int | None = None
     view: str | None = None
     split: str | None = None
+    annotation_resized: bool = False
+    mask: Path | None = None

@@ -154,19 +154,18 @@ def ground_truth_mask(record, original_hw: tuple[int, int]) -> np.ndarray:
     (see :func:`bone_tumor_tf.data.images.read_image_with_scale`); the annotation is
     checked against the file's own size and scaled to the decoded one.
 
-    The union of its LabelMe polygons (``parse_labelme(...).mask()``), all False for a
-    record without annotation (a normal radiograph).
+    The union of its LabelMe polygons, or its mask image (mask-folder sets), as
+    :func:`bone_tumor_tf.data.annotations.read_record_annotation` reads them (scaled when
+    the set is a resized copy); all False for a record without either (a normal radiograph).
 
     Raises:
-        DataError: the annotation is unreadable or its size disagrees with ``original_hw``.
+        DataError: the annotation is unreadable or its size disagrees with the image file.
     """
-    from bone_tumor_tf.data.labelme import parse_labelme
+    from bone_tumor_tf.data.annotations import read_record_annotation
 
-    if record.annotation is None:
+    annotation = read_record_annotation(record)
+    if annotation is None:
         return np.zeros(tuple(original_hw), bool)
-    from bone_tumor_tf.data.images import image_size
-
-    annotation = parse_labelme(record.annotation, image_size=image_size(record.path))
     scale = original_hw[0] / annotation.image_height
     return annotation.scaled(scale, tuple(original_hw)).mask().astype(bool)
 

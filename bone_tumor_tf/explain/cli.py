@@ -72,7 +72,7 @@ class CamItem:
     path: Path
     stem: str
     record: object | None = None  # ImageRecord with --data
-    annotation: object | None = None  # LabelMeAnnotation of a tumor image
+    annotation: object | None = None  # LabelMeAnnotation or MaskAnnotation of a tumor image
     input: np.ndarray | None = None  # uint8 (S, S)
     geometry: object | None = None  # CropGeometry
     true_index: int | None = None  # ground-truth class index (--class true)
@@ -239,15 +239,13 @@ def _collect_items(args, model_path: Path):
 
 def _prepare(item: CamItem, image_size: int, gt_box: bool) -> CamItem:
     """Read the image (and the annotation of a tumor image); fill input and geometry."""
-    from bone_tumor_tf.data.images import image_size as file_image_size
-    from bone_tumor_tf.data.labelme import parse_labelme
+    from bone_tumor_tf.data.annotations import read_record_annotation
     from bone_tumor_tf.inference import load_input
 
     record = item.record
-    if record is not None and record.annotation is not None and record.label != "normal":
-        # Checked against the file's own size; huge images are decoded reduced below.
-        item.annotation = parse_labelme(record.annotation,
-                                        image_size=file_image_size(item.path))
+    if record is not None and record.label != "normal":
+        # In the file's own pixels; huge images are decoded reduced below.
+        item.annotation = read_record_annotation(record)
     box = item.annotation.union_box() if gt_box and item.annotation is not None else None
     prepared = load_input(item.path, image_size, crop_box=box)
     if item.annotation is not None:

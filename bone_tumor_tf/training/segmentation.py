@@ -2,7 +2,9 @@
 
 Data: the tumor radiographs of a BTXRD-format dataset with their LabelMe polygon masks
 (tumor images without an annotation, or whose annotation holds no polygon, are left out
-and counted); with ``include_normals`` the normal radiographs join with empty masks, which
+and counted), or of a mask-folder set (``DIR/images`` + ``DIR/masks``, see
+:mod:`bone_tumor_tf.data.mask_folders`; an all-zero mask makes a normal image, and with
+patients unknown the split is in effect by image); with ``include_normals`` the normal radiographs join with empty masks, which
 teaches the model to predict nothing on them and makes the normal-image false-positive
 rate measurable. Every image is scaled (aspect preserved) and zero-padded to ``S x S``
 (crop mode ``none``); masks follow the same geometry (nearest neighbour). The split is the
@@ -155,7 +157,7 @@ def wants_record(record, include_normals: bool) -> bool:
     """Records a segmentation run uses: annotated tumor images, normals on request."""
     if record.label == "normal":
         return include_normals
-    return record.annotation is not None
+    return record.annotation is not None or record.mask is not None
 
 
 def split_data(prepared, splits) -> tuple[dict[str, SegmentationSplit], int]:
@@ -249,8 +251,9 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
         records_filter=lambda r: wants_record(r, options.include_normals))
     data_dir = Path(data_dir).resolve()
     if not any(r.label != "normal" for r in prepared.records):
-        raise DataError(data_dir, "no tumor images with LabelMe annotations; segmentation "
-                                  "needs BTXRD-format data with tumor polygons")
+        raise DataError(data_dir, "no tumor images with LabelMe annotations or masks; "
+                                  "segmentation needs BTXRD-format data with tumor polygons "
+                                  "or a mask-folder set (DIR/images + DIR/masks)")
     arrays, dropped = split_data(prepared, splits)
     if dropped:
         print(f"left out {dropped} tumor images whose annotation holds no polygon",
