@@ -86,7 +86,7 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     from bone_tumor_tf.data.inspection import inspect_dataset
     from bone_tumor_tf.data.preview import preview_dataset
     from bone_tumor_tf.data.splits import make_splits, save_splits
-    from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+    from bone_tumor_tf.io import atomic_write_json, atomic_write_text
     from bone_tumor_tf.training.classification import resolve_data_dir, train_classifier
     from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
 
@@ -182,7 +182,7 @@ def _fmt(value, digits=3) -> str:
 def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
                   whole_dir=None) -> Path:
     """``summary.md``: headline figures of every step with links to the full reports."""
-    from bone_tumor_tf.io_utils import atomic_write_text
+    from bone_tumor_tf.io import atomic_write_text
 
     densenet = _load(densenet_dir / "metrics.json")
     resnet = _load(resnet_dir / "metrics.json")

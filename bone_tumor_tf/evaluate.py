@@ -36,7 +36,7 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         write_classification_report,
     )
     from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
-    from bone_tumor_tf.io_utils import atomic_write_json
+    from bone_tumor_tf.io import atomic_write_json
     from bone_tumor_tf.training.classification import resolve_data_dir
 
     model_path = Path(model_path)

@@ -37,7 +37,7 @@ from bone_tumor_tf.evaluation.plots import (
     plot_training_curves,
 )
 from bone_tumor_tf.evaluation.report import SYNTHETIC_WARNING, write_classification_report
-from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text, to_jsonable
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text, to_jsonable
 
 THREE_CLASSES = ("normal", "benign", "malignant")
 

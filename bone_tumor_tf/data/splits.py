@@ -125,7 +125,7 @@ def make_splits(records: Sequence[ImageRecord], by: str = "patient",
 
 def save_splits(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``splits.csv`` atomically (temp file, then rename)."""
-    from bone_tumor_tf.io_utils import atomic_write_text
+    from bone_tumor_tf.io import atomic_write_text
 
     return atomic_write_text(path, frame[list(SPLIT_COLUMNS)].to_csv(index=False))
 

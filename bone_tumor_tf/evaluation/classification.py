@@ -33,7 +33,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from bone_tumor_tf.io_utils import to_jsonable
+from bone_tumor_tf.io import to_jsonable
 
 __all__ = [
     "ECE_N_BINS",

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from bone_tumor_tf.io_utils import atomic_write_text
+from bone_tumor_tf.io import atomic_write_text
 
 __all__ = ["REPORT_FILENAME", "SYNTHETIC_WARNING", "format_ci", "format_number",
            "write_classification_report"]

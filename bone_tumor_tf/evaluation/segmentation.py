@@ -48,7 +48,7 @@ import numpy as np
 
 from bone_tumor_tf.data.preprocess import CropGeometry, map_to_original
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
-from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "ARCH_NAMES",

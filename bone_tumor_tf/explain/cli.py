@@ -55,6 +55,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bone_tumor_tf.errors import BoneTumorError, DataError  # noqa: E402
+from bone_tumor_tf.io import unique_stems  # noqa: E402
 
 # As bone_tumor_tf.explain.cam.METHODS, repeated so that --help needs no TensorFlow.
 METHODS = ("gradcam", "gradcam++", "scorecam")
@@ -166,18 +167,6 @@ def _check_options(args) -> None:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output name stems: the file stem, with ``__2``, ``__3`` ... for repeated stems."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = Path(path).stem
-        count = seen.get(stem, 0) + 1
-        seen[stem] = count
-        stems.append(stem if count == 1 else f"{stem}__{count}")
-    return stems
 
 
 def select_split(records, split: str, splits_csv: str | None, model_path: Path):
@@ -410,7 +399,7 @@ def run(args) -> int:
     from bone_tumor_tf.explain.localization import summarize_localization
     from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap, side_by_side_panel
     from bone_tumor_tf.inference import load_model, model_contract
-    from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+    from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
     # Checks that need no TensorFlow come first (importing it takes seconds).
     _check_options(args)

@@ -373,7 +373,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict, class_names, options, data_
         write_classification_report,
     )
     from bone_tumor_tf.inference import predict_probabilities
-    from bone_tumor_tf.io_utils import atomic_write_json
+    from bone_tumor_tf.io import atomic_write_json
 
     probs = {name: predict_probabilities(model, part.images, options.micro_batch_size)
              for name, part in arrays.items()}

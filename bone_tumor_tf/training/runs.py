@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bone_tumor_tf.errors import BoneTumorError
-from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
 FINISHED_MARKERS = ("model.keras", "metrics.json")
 

@@ -329,7 +329,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
         write_case_overlays,
         write_segmentation_report,
     )
-    from bone_tumor_tf.io_utils import atomic_write_json
+    from bone_tumor_tf.io import atomic_write_json
 
     test = arrays["test"]
     predictions = predictions_at_original_resolution(model, test.images, test.geometries,

@@ -1,10 +1,12 @@
-"""Crash-safe file writing shared by every module that writes results.
+"""Crash-safe file writing and output names, shared by every module that writes results.
 
 A reader (a person, a dashboard, the next pipeline stage) must never see a half-written
-``metrics.json`` or ``report.md``. Both writers below write the whole content to a
-temporary file in the destination folder, flush it to disk, then ``os.replace`` it over
+``metrics.json``, ``report.md`` or PNG. Every writer below writes the whole content to a
+temporary file in the destination folder, flushes it to disk, then ``os.replace``s it over
 the destination: on POSIX and Windows that rename is atomic within one file system, so the
 destination holds either the old content or the new content, never a mixture.
+
+:func:`unique_stems` names one output per input file when several inputs share a stem.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-__all__ = ["atomic_write_json", "atomic_write_text", "to_jsonable"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "to_jsonable",
+           "unique_stems", "write_png"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -47,11 +51,11 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically and return ``path`` as a ``Path``.
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return ``path`` as a ``Path``.
 
-    The parent folder is created if missing. The text goes to a hidden temporary file in
-    the same folder (``.<name>.<random>.tmp``), is flushed and fsync'ed, then renamed over
+    The parent folder is created if missing. The bytes go to a hidden temporary file in
+    the same folder (``.<name>.<random>.tmp``), are flushed and fsync'ed, then renamed over
     ``path`` with ``os.replace``. On any error the temporary file is removed and the old
     content of ``path`` (if any) is left untouched. The new file keeps the permission bits
     of the file it replaces, or gets ``0o644`` if there was none.
@@ -60,13 +64,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     handle = tempfile.NamedTemporaryFile(
-        "w", encoding=encoding, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-        delete=False, newline="",
+        "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
     )
     temp_path = Path(handle.name)
     try:
         with handle:
-            handle.write(text)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_path, mode)
@@ -75,6 +78,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
         temp_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` (encoded, newlines as given) to ``path`` atomically; see
+    :func:`atomic_write_bytes`. Returns ``path`` as a ``Path``."""
+    return atomic_write_bytes(path, text.encode(encoding))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
@@ -86,3 +95,35 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     """
     text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
     return atomic_write_text(path, text + "\n")
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Encode ``image`` (uint8 gray ``(H, W)`` or BGR ``(H, W, 3)``) as PNG, atomically.
+
+    Returns ``path`` as a ``Path``; see :func:`atomic_write_bytes`.
+    """
+    path = Path(path)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:  # pragma: no cover - OpenCV fails only on unsupported arrays
+        raise ValueError(f"{path}: cannot encode a {image.dtype} {image.shape} array as PNG")
+    return atomic_write_bytes(path, encoded.tobytes())
+
+
+def unique_stems(paths: Sequence[str | os.PathLike], separator: str = "__") -> list[str]:
+    """One distinct output name stem per input path, in input order.
+
+    The stem is the file's stem; a stem already taken gets ``<separator>2``,
+    ``<separator>3``... (the first number whose name is still free), so
+    ``a/x.png, b/x.jpg`` -> ``x, x__2`` with the default separator.
+    """
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        stem = candidate = Path(path).stem
+        number = 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{stem}{separator}{number}"
+        taken.add(candidate)
+        stems.append(candidate)
+    return stems
