@@ -20,9 +20,23 @@ class DataError(BoneTumorError):
         super().__init__(f"{self.file}: {problem}")
 
 
+class ModelConfigError(BoneTumorError, ValueError):
+    """A model option is invalid or contradicts another (e.g. ResNet50 with CheXpert weights).
+
+    Subclasses both :class:`BoneTumorError` (a CLI prints it as one line) and
+    :class:`ValueError` (what a Python caller expects for a bad argument).
+    """
+
+
 class WeightsNotFoundError(BoneTumorError):
     """Pretrained weights are not on this machine; the message says how to get them."""
 
 
 class ModelFileError(BoneTumorError):
     """A saved model cannot be loaded safely or contradicts the requested use."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` with all whitespace runs (newlines included) collapsed; the
+    exception's type name when it has no message. For wrapping third-party errors."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -63,8 +63,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from bone_tumor_tf.data.images import MAX_PIXELS, shrink_to_max_side, to_uint8
-from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.data.pixels import MAX_PIXELS, shrink_to_max_side, to_uint8
+from bone_tumor_tf.errors import DataError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
     except InvalidDicomError:
         pass
     except Exception as error:  # any failure of pydicom's parser
-        raise DataError(path, f"unreadable DICOM file ({_one_line(error)})") from None
+        raise DataError(path, f"unreadable DICOM file ({one_line(error)})") from None
     if empty:
         raise DataError(path, "zero-byte file")
     not_dicom = "not a DICOM file (no 'DICM' marker and no image attributes)"
@@ -236,10 +236,10 @@ def _first_frame(dataset: Dataset, path: Path) -> np.ndarray:
             pixels = decode_pixel_array(dataset, index=0)
         except Exception as error:  # any failure of a decoding plugin
             failure = error
-    notes = [_one_line(warning.message) for warning in caught]
+    notes = [one_line(warning.message) for warning in caught]
     if failure is not None:
         raise DataError(path, f"cannot decode pixel data ({syntax_name}): "
-                              + "; ".join([_one_line(failure), *notes]))
+                              + "; ".join([one_line(failure), *notes]))
     for note in notes:
         logger.warning("%s: %s", path, note)
     return pixels
@@ -307,7 +307,7 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
         values = apply_modality_lut(pixels, dataset)
     except Exception as error:  # malformed Modality LUT Sequence or rescale values
         raise DataError(path, f"invalid Modality LUT or Rescale Slope/Intercept "
-                              f"({_one_line(error)})") from None
+                              f"({one_line(error)})") from None
     image = None
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise DataError(path, "pixel values are not finite (NaN or infinity) after the "
@@ -324,7 +324,7 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
             image = _scale_to_uint8(apply_voi_lut(lut_input, dataset), 0.0, 2.0 ** bits - 1)
         except Exception as error:  # malformed LUTs fail in many ways
             logger.warning("%s: VOI LUT not applied (%s); using the image's own range",
-                           path, _one_line(error))
+                           path, one_line(error))
     elif None not in (dataset.get("WindowCenter"), dataset.get("WindowWidth")):
         try:
             # The window's output range, as pydicom defines it, from values far outside it.
@@ -334,7 +334,7 @@ def _grayscale_display(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.n
             image = _scale_to_uint8(apply_voi_lut(values, dataset), low, high)
         except Exception as error:  # invalid width, unknown VOI LUT Function
             logger.warning("%s: window not applied (%s); using the image's own range",
-                           path, _one_line(error))
+                           path, one_line(error))
     if image is None:
         image = to_uint8(values)
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
@@ -357,15 +357,10 @@ def _color_to_gray(pixels: np.ndarray, dataset: Dataset, path: Path) -> np.ndarr
         if photometric == "PALETTE COLOR":
             pixels = apply_color_lut(pixels, dataset)
     except Exception as error:  # malformed palettes fail in many ways
-        raise DataError(path, f"cannot apply the DICOM palette ({_one_line(error)})") from None
+        raise DataError(path, f"cannot apply the DICOM palette ({one_line(error)})") from None
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
         raise DataError(path, f"unsupported DICOM Photometric Interpretation {photometric!r} "
                               f"(pixel array of shape {pixels.shape})")
     if pixels.dtype not in (np.uint8, np.uint16, np.float32):
         pixels = pixels.astype(np.float32)
     return to_uint8(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
-
-
-def _one_line(error: BaseException) -> str:
-    """The message of ``error`` with all whitespace runs (newlines included) collapsed."""
-    return " ".join(str(error).split()) or type(error).__name__

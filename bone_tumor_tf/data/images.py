@@ -42,7 +42,9 @@ import cv2
 import numpy as np
 from PIL import BmpImagePlugin, ExifTags, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
-from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.data.dicom import dicom_size, read_dicom_with_scale
+from bone_tumor_tf.data.pixels import MAX_PIXELS, shrink_to_max_side, to_uint8
+from bone_tumor_tf.errors import DataError, one_line
 
 #: File extensions read as images (lower case). DICOM (``.dcm``) is read as well, see
 #: :func:`is_dicom_file`.
@@ -54,9 +56,6 @@ DICOM_EXTENSION = ".dcm"
 #: Longest side, in pixels, of a decoded image; larger images are returned reduced. The
 #: models use inputs of at most 512 px, so 4096 keeps ample detail for crops.
 MAX_DECODE_SIDE = 4096
-
-#: Largest image, in pixels (width x height in the header), that is decoded at all.
-MAX_PIXELS = 20_000 * 20_000
 
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -147,43 +146,6 @@ def check_image_bytes(data: bytes, path: str | Path) -> None:
         raise DataError(path, f"not an image file (starts with {head[:24]!r})")
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale a grayscale array of any integer or float depth to ``uint8``.
-
-    ``uint8`` passes through unchanged; anything else is mapped linearly from its own
-    [min, max] to [0, 255] (a constant image becomes zeros). ``uint16`` goes through a
-    65,536-entry lookup table, so no float copy of a large image is made.
-    """
-    if image.dtype == np.uint8:
-        return image
-    low, high = float(image.min()), float(image.max())
-    if high <= low:
-        return np.zeros(image.shape, np.uint8)
-    if image.dtype == np.uint16:
-        values = np.arange(65536, dtype=np.float64)
-        table = np.clip(np.round((values - low) * (255.0 / (high - low))), 0, 255)
-        return table.astype(np.uint8)[image]
-    image = image.astype(np.float32)
-    return np.round((image - low) * (255.0 / (high - low))).astype(np.uint8)
-
-
-def shrink_to_max_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Shrink ``image`` (area interpolation) so that its long side is at most ``max_side``.
-
-    Returns ``(image, factor)``: the long side becomes exactly ``max_side`` and the short
-    side is rounded, so ``factor = max_side / long side`` maps original coordinates onto
-    the result (to within half a pixel on the short axis). An image that already fits is
-    returned unchanged with factor 1.0.
-    """
-    height, width = image.shape[:2]
-    long_side = max(height, width)
-    if long_side <= max_side:
-        return image, 1.0
-    factor = max_side / long_side
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
-
-
 @dataclass(frozen=True)
 class _Header:
     """What the header of an encoded image says, read without decoding the pixels."""
@@ -213,17 +175,12 @@ def _read_header(stream: BinaryIO, image_format: str, path: str | Path) -> _Head
         else:
             orientation = header.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception as error:  # any failure of a third-party parser
-        raise DataError(path, f"unreadable {image_format} header ({_one_line(error)})") from None
+        raise DataError(path, f"unreadable {image_format} header ({one_line(error)})") from None
     orientation = orientation if orientation in range(1, 9) else 1
     if image_format == "TIFF" and orientation >= 5:
         raise DataError(path, f"TIFF orientation {orientation} (rotated by 90 degrees) is not "
                               "supported by OpenCV; save the image upright")
     return _Header(image_format, int(width), int(height), int(orientation))
-
-
-def _one_line(error: BaseException) -> str:
-    """The message of ``error`` with all whitespace runs (newlines included) collapsed."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -326,11 +283,11 @@ def read_image_with_scale(path: str | Path) -> tuple[np.ndarray, float]:
     """
     path = Path(path)
     if path.suffix.lower() == DICOM_EXTENSION:
-        return _read_dicom_with_scale(path)
+        return read_dicom_with_scale(path, max_side=MAX_DECODE_SIDE)
     data = _read_bytes(path)
     if has_dicom_marker(data):
         del data  # pydicom reads the file itself
-        return _read_dicom_with_scale(path)
+        return read_dicom_with_scale(path, max_side=MAX_DECODE_SIDE)
     return _decode_with_scale(data, path)
 
 
@@ -352,8 +309,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     if is_dicom_file(path):
-        from bone_tumor_tf.data.dicom import dicom_size
-
         return dicom_size(path)
     with _file_errors(path):
         with path.open("rb") as file:
@@ -365,9 +320,3 @@ def image_size(path: str | Path) -> tuple[int, int]:
                 check_image_bytes(head, path)  # raises "not an image file"
             file.seek(0)
             return _read_header(file, image_format, path).size
-
-
-def _read_dicom_with_scale(path: Path) -> tuple[np.ndarray, float]:
-    from bone_tumor_tf.data.dicom import read_dicom_with_scale
-
-    return read_dicom_with_scale(path, max_side=MAX_DECODE_SIDE)

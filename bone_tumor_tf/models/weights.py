@@ -48,7 +48,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bone_tumor_tf.errors import BoneTumorError, ModelFileError, WeightsNotFoundError
+from bone_tumor_tf.errors import ModelConfigError, ModelFileError, WeightsNotFoundError
 
 __all__ = [
     "ARCHITECTURES",
@@ -93,14 +93,6 @@ WEIGHTS_DIR_ENV = "BONE_TUMOR_WEIGHTS_DIR"
 #: Value of the root attribute ``format`` of a layer-weights file.
 LAYER_WEIGHTS_FORMAT = "bone_tumor_tf.layer_weights"
 LAYER_WEIGHTS_FORMAT_VERSION = 1
-
-
-class ModelConfigError(BoneTumorError, ValueError):
-    """A model option is invalid or contradicts another (e.g. ResNet50 with CheXpert weights).
-
-    Subclasses both :class:`~bone_tumor_tf.errors.BoneTumorError` (a CLI prints it as one
-    line) and :class:`ValueError` (what a Python caller expects for a bad argument).
-    """
 
 
 # --------------------------------------------------------------------------- locations
