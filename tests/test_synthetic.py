@@ -288,10 +288,14 @@ def test_rerun_replaces_own_files_and_keeps_others(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"n": 0}, {"seed": -1}, {"min_side": 200, "max_side": 100}, {"min_side": 8}]
+    ("kwargs", "message"),
+    [({"n": 0}, r"n must be an integer >= 1, got 0"),
+     ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
+     ({"min_side": 200, "max_side": 100}, r"min_side=200, max_side=100"),
+     ({"min_side": 8}, r"need 32 <= min_side <= max_side, got min_side=8")],
 )
-def test_bad_arguments_raise(tmp_path, kwargs):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         synthetic.generate_btxrd(tmp_path / "x", **{"n": 2, **SMALL, **kwargs})
 
 
@@ -310,7 +314,8 @@ def test_generate_folders(tmp_path):
         assert all(64 <= side <= 96 for side in read_gray(path).shape)
     square = synthetic.generate_folders(tmp_path / "square", n=2, classes=("a", "b"), size=48)
     assert read_gray(next((square / "b").iterdir())).shape == (48, 48)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError,
+                       match=r"classes must be >= 2 distinct simple names, got \('only',\)"):
         synthetic.generate_folders(tmp_path / "bad", n=2, classes=("only",))
 
 
