@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from bone_tumor_tf.errors import BoneTumorError
-    from bone_tumor_tf.evaluation.segmentation import write_comparison_report
+    from bone_tumor_tf.evaluation.reports.segmentation import write_comparison_report
     from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
 
     options_dict = vars(args)

@@ -176,12 +176,16 @@ def _load(path: Path) -> dict:
 
 
 def _fmt(value, digits=3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    # Lazy: the evaluation package imports scikit-learn, too slow for `--help`.
+    from bone_tumor_tf.evaluation.reports.markdown import format_number
+
+    return format_number(value, digits)
 
 
 def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
                   whole_dir=None) -> Path:
     """``summary.md``: headline figures of every step with links to the full reports."""
+    from bone_tumor_tf.evaluation.reports.markdown import format_ci
     from bone_tumor_tf.io import atomic_write_text
 
     densenet = _load(densenet_dir / "metrics.json")
@@ -231,7 +235,7 @@ def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings
             hit, chance = entry["pointing_game"], entry["chance_level"]
             lines.append(
                 f"| {method} (layer {cams.get('layer')}) | pointing game [95% CI] vs chance | "
-                f"{_fmt(hit['estimate'])} [{_fmt(hit['low'])}, {_fmt(hit['high'])}] vs "
+                f"{format_ci(hit)} vs "
                 f"{_fmt(chance['estimate'])} |")
     lines += ["", "Reports:", ""]
     reports = [densenet_dir / "report.md", resnet_dir / "report.md"]

@@ -27,9 +27,9 @@ def load_model(path: str | Path, compile: bool = False):
     """
     import keras
 
-    import bone_tumor_tf.losses  # noqa: F401 - registers the serialisable custom objects
-    import bone_tumor_tf.metrics  # noqa: F401
     import bone_tumor_tf.models.classifiers  # noqa: F401
+    import bone_tumor_tf.models.losses  # noqa: F401 - registers the serialisable custom objects
+    import bone_tumor_tf.models.metrics  # noqa: F401
 
     path = Path(path)
     if not path.is_file():

@@ -120,7 +120,8 @@ def main(argv=None) -> int:
             if not args.out:
                 raise BoneTumorError("--out is required for a segmentation model (masks are "
                                      "written as PNG files)")
-            from bone_tumor_tf.evaluation.segmentation import predict_masks, read_model_sidecar
+            from bone_tumor_tf.evaluation.segmentation import read_model_sidecar
+            from bone_tumor_tf.evaluation.segmentation_predictions import predict_masks
 
             threshold = args.threshold
             if threshold is None:

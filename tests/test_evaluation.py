@@ -19,13 +19,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from bone_tumor_tf.evaluation.classification import (
-    as_probability_matrix,
-    bootstrap_ci,
-    evaluate_predictions,
+from bone_tumor_tf.evaluation.calibration import (
     expected_calibration_error,
     multiclass_brier_score,
     reliability_bins,
+)
+from bone_tumor_tf.evaluation.classification import (
+    evaluate_predictions,
     sensitivity_at_specificity,
 )
 from bone_tumor_tf.evaluation.plots import (
@@ -36,7 +36,10 @@ from bone_tumor_tf.evaluation.plots import (
     plot_roc_curves,
     plot_training_curves,
 )
-from bone_tumor_tf.evaluation.report import SYNTHETIC_WARNING, write_classification_report
+from bone_tumor_tf.evaluation.probabilities import as_probability_matrix
+from bone_tumor_tf.evaluation.reports.classification import write_classification_report
+from bone_tumor_tf.evaluation.reports.markdown import SYNTHETIC_WARNING
+from bone_tumor_tf.evaluation.stats import bootstrap_ci
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text, to_jsonable
 
 THREE_CLASSES = ("normal", "benign", "malignant")

@@ -1,4 +1,5 @@
-"""Tests for bone_tumor_tf.losses and bone_tumor_tf.metrics against hand / NumPy computations."""
+"""Segmentation losses and metrics (``models.losses``, ``models.metrics``,
+``evaluation.segmentation``) against hand / NumPy computations."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bone_tumor_tf.losses import (
-    BCEDiceLoss,
-    bce_per_image,
-    soft_dice_loss,
-    soft_dice_per_image,
-)
-from bone_tumor_tf.metrics import (
-    DiceCoefficient,
+from bone_tumor_tf.evaluation.segmentation import (
     dice_score,
     iou_score,
     resize_mask,
     segmentation_report,
 )
+from bone_tumor_tf.models.losses import (
+    BCEDiceLoss,
+    bce_per_image,
+    soft_dice_loss,
+    soft_dice_per_image,
+)
+from bone_tumor_tf.models.metrics import DiceCoefficient
 
 EPS = 1e-7
 

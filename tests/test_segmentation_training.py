@@ -17,17 +17,19 @@ import pandas as pd
 import pytest
 
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
-from bone_tumor_tf.evaluation.segmentation import (
+from bone_tumor_tf.evaluation.reports.segmentation import (
     OVERLAY_CASES,
-    SIDECAR_NAME,
-    draw_overlay,
-    empty_prediction_baseline,
-    predict_masks,
-    read_model_sidecar,
     select_cases,
     write_comparison_report,
 )
+from bone_tumor_tf.evaluation.segmentation import (
+    SIDECAR_NAME,
+    empty_prediction_baseline,
+    read_model_sidecar,
+)
 from bone_tumor_tf.evaluation.segmentation import main as compare_main
+from bone_tumor_tf.evaluation.segmentation_predictions import predict_masks
+from bone_tumor_tf.explain.overlay import overlay_masks
 from bone_tumor_tf.inference import load_model
 from bone_tumor_tf.training.segmentation import (
     SegmentationOptions,
@@ -266,7 +268,7 @@ def test_empty_baseline_and_overlay_colours():
     truth[5:15, 5:15] = True
     pred = np.zeros((40, 40), bool)
     pred[20:30, 20:30] = True
-    overlay = draw_overlay(image, pred, truth)
+    overlay = overlay_masks(image, pred, truth)
     assert tuple(overlay[5, 10]) == (0, 200, 0)  # green truth outline (BGR)
     assert tuple(overlay[20, 25]) == (0, 0, 255)  # red prediction outline
     assert tuple(overlay[35, 35]) == (100, 100, 100)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from bone_tumor_tf.errors import WeightsNotFoundError
-from bone_tumor_tf.losses import BCEDiceLoss
-from bone_tumor_tf.metrics import DiceCoefficient
 from bone_tumor_tf.models import unet
+from bone_tumor_tf.models.losses import BCEDiceLoss
+from bone_tumor_tf.models.metrics import DiceCoefficient
 from bone_tumor_tf.models.unet import (
     IMAGENET_WEIGHT_FILES,
     apply_attention_gate,

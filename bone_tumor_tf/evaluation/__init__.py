@@ -1,17 +1,22 @@
-"""evaluation: test-set metrics with bootstrap intervals, figures, and the Markdown report.
+"""evaluation: test-set metrics with bootstrap intervals, figures, and the Markdown reports.
 
-- :mod:`.classification`: :func:`evaluate_predictions` and the metrics scikit-learn lacks
-  (expected calibration error, sensitivity at a fixed specificity, multi-class Brier score,
-  bootstrap confidence intervals).
+- :mod:`.probabilities`: checked labels and probability matrices (the input conventions).
+- :mod:`.classification`: :func:`evaluate_predictions` and sensitivity at a fixed specificity.
+- :mod:`.calibration`: reliability bins, expected calibration error, multi-class Brier score.
+- :mod:`.stats`: bootstrap resampling and percentile confidence intervals.
+- :mod:`.segmentation`: Dice / IoU / pixel AUC at each image's original resolution;
+  :mod:`.segmentation_predictions`: the probability maps and masks it scores.
 - :mod:`.plots`: training curves, ROC / PR curves, confusion matrices, reliability diagram.
-- :mod:`.report`: ``report.md`` laid out like the thesis tables.
+- :mod:`.reports`: ``report.md`` laid out like the thesis tables (classification,
+  segmentation), with the shared Markdown formatting of :mod:`.reports.markdown`.
 """
 
-from bone_tumor_tf.evaluation.classification import (
-    bootstrap_ci,
-    evaluate_predictions,
+from bone_tumor_tf.evaluation.calibration import (
     expected_calibration_error,
     multiclass_brier_score,
+)
+from bone_tumor_tf.evaluation.classification import (
+    evaluate_predictions,
     sensitivity_at_specificity,
 )
 from bone_tumor_tf.evaluation.plots import (
@@ -21,7 +26,8 @@ from bone_tumor_tf.evaluation.plots import (
     plot_roc_curves,
     plot_training_curves,
 )
-from bone_tumor_tf.evaluation.report import write_classification_report
+from bone_tumor_tf.evaluation.reports.classification import write_classification_report
+from bone_tumor_tf.evaluation.stats import bootstrap_ci
 
 __all__ = [
     "bootstrap_ci",

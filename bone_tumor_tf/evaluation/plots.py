@@ -1,9 +1,9 @@
 """Evaluation figures: training curves, ROC / PR curves, confusion matrices, reliability diagram.
 
-Every function draws on a standalone ``matplotlib.figure.Figure`` rendered by the Agg
+Segmentation runs get :func:`plot_segmentation_curves` (loss and Dice per epoch). Every function draws on a standalone ``matplotlib.figure.Figure`` rendered by the Agg
 canvas (no display, no pyplot global state, safe in threads and headless jobs), writes one
 PNG (dpi 120, parent folder created) and returns the path.
-Inputs follow :mod:`bone_tumor_tf.evaluation.classification`: ``y_true`` class indices,
+Inputs follow :mod:`bone_tumor_tf.evaluation.probabilities`: ``y_true`` class indices,
 ``probs`` ``(N, K)`` or a sigmoid ``(N,)`` / ``(N, 1)``, ``class_names`` in index order.
 """
 
@@ -20,18 +20,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from bone_tumor_tf.evaluation.classification import (
+from bone_tumor_tf.evaluation.calibration import (
     ECE_N_BINS,
     expected_calibration_error,
     reliability_bins,
-    validate_inputs,
 )
+from bone_tumor_tf.evaluation.probabilities import validate_inputs
 
 __all__ = [
     "plot_confusion_matrix",
     "plot_pr_curves",
     "plot_reliability_diagram",
     "plot_roc_curves",
+    "plot_segmentation_curves",
     "plot_training_curves",
 ]
 
@@ -158,6 +159,27 @@ def plot_training_curves(
     return _save(fig, out_path)
 
 
+def plot_segmentation_curves(history, out_path) -> Path:
+    """Loss and Dice per epoch of a segmentation run, train (solid) and validation (dashed).
+
+    Args:
+        history: DataFrame with ``epoch`` (1-based) and any of ``loss``, ``val_loss``,
+            ``dice``, ``val_dice``.
+        out_path: PNG file to write.
+    """
+    fig, axes = _new_figure(nrows=1, ncols=2, figsize=(10, 3.8))
+    for ax, metric, title in zip(axes, ("loss", "dice"), ("Loss (BCE + Dice)", "Dice")):
+        if metric in history:
+            ax.plot(history["epoch"], history[metric], "-o", ms=3, label="train")
+        if f"val_{metric}" in history:
+            ax.plot(history["epoch"], history[f"val_{metric}"], "--s", ms=3, label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("Epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, out_path)
+
+
 # --------------------------------------------------------------------------- ROC / PR curves
 
 
@@ -266,7 +288,7 @@ def plot_reliability_diagram(y_true, probs, out_path, n_bins: int = ECE_N_BINS) 
     """Top-label reliability diagram with the expected calibration error in the title.
 
     Upper panel: per confidence bin (the bins of
-    :func:`~bone_tumor_tf.evaluation.classification.reliability_bins`), the accuracy as a bar
+    :func:`~bone_tumor_tf.evaluation.calibration.reliability_bins`), the accuracy as a bar
     and the gap to the bin's mean confidence shaded red; the diagonal is perfect calibration.
     Lower panel: number of cases per bin.
     """

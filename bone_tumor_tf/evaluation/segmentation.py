@@ -1,88 +1,62 @@
-"""Tumor segmentation: evaluation at the original resolution, overlays, reports, new masks.
+"""Tumor segmentation metrics (NumPy), at each image's original resolution.
 
-Evaluation is honest about resolution: the model sees each radiograph scaled (aspect
-preserved) and zero-padded to ``S x S`` (crop mode ``none``), but every number here is
-computed at the image's ORIGINAL resolution. The ``(S, S)`` probability map is mapped back
-through the image's :class:`~bone_tumor_tf.data.preprocess.CropGeometry` (padding cut off,
-bilinear resize; :func:`~bone_tumor_tf.data.preprocess.map_to_original`), then thresholded
-(``prob >= threshold``); the ground truth is the union of the LabelMe polygons rasterised
-at the original resolution (empty for a normal radiograph). Metrics come from
-:func:`bone_tumor_tf.metrics.segmentation_report` (per-image Dice / IoU with mean and
-median, pooled Dice / IoU, pixel ROC AUC, normal-image false-positive rate), next to the
-same metrics of an all-empty prediction, the baseline every model must beat (on a test set
-of tumor images its Dice is 0; every normal image adds a Dice of 1 to it).
+Definitions, for a predicted binary mask P and a ground-truth mask G of one image:
 
-Dice (Sorensen, 1948; Dice, 1945) = 2|P n G| / (|P| + |G|); IoU (Jaccard, 1912) =
-|P n G| / |P u G|; per image Dice >= IoU. The architectures compared: U-Net (Ronneberger
-et al., MICCAI 2015, arXiv:1505.04597) and Attention U-Net (Oktay et al., MIDL 2018,
-arXiv:1804.03999).
+- Dice (Sorensen, 1948; Dice, 1945; the F1 of the pixels) = 2|P n G| / (|P| + |G|)
+- IoU (Jaccard, 1912) = |P n G| / |P u G|
 
-Memory: the test split's probability maps and masks are held at original resolution, about
-5 bytes per original pixel (float32 probabilities + bool masks).
+both 1.0 when P and G are both empty (a correctly empty prediction on a normal image) and
+0.0 when exactly one is empty. Per image, ``Dice = 2 IoU / (1 + IoU)``, so Dice >= IoU.
+Probabilities are thresholded as ``prob >= threshold`` everywhere (here, in the Keras
+metric :class:`bone_tumor_tf.models.metrics.DiceCoefficient` and in :func:`resize_mask`).
 
-Besides the run report this module writes:
+:func:`segmentation_report` gives per-image Dice / IoU with mean and median, pooled Dice /
+IoU, pixel ROC AUC and the normal-image false-positive rate; :func:`evaluate_segmentation`
+adds the same metrics of an all-empty prediction, the baseline every model must beat (on a
+test set of tumor images its Dice is 0; every normal image adds a Dice of 1 to it). The
+probability maps and masks it scores come from
+:func:`bone_tumor_tf.evaluation.segmentation_predictions.predictions_at_original_resolution`
+(maps brought back through each image's pad/resize geometry, LabelMe polygons rasterised
+at the original resolution).
 
-- overlays (PNG): the radiograph with the ground-truth outline in green and the predicted
-  outline in red, for the best, median and worst test tumor image by Dice;
-- ``model.json``, the sidecar holding a segmentation model's preprocessing contract
-  (the U-Net graph carries no metadata layer; see :func:`write_model_sidecar`);
-- ``<stem>_mask.png`` / ``<stem>_overlay.png`` for new radiographs (:func:`predict_masks`);
-- a table comparing run folders, e.g. U-Net vs Attention U-Net
-  (:func:`write_comparison_report`; CLI: ``python -m bone_tumor_tf.evaluation.segmentation
-  RUN1 RUN2 --out comparison.md``).
+Also here, until the model contract replaces it: ``model.json``, the sidecar holding a
+segmentation model's preprocessing contract (:func:`write_model_sidecar`), and the
+``python -m bone_tumor_tf.evaluation.segmentation RUN1 RUN2 --out comparison.md`` command
+(:func:`bone_tumor_tf.evaluation.reports.segmentation.write_comparison_report`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from bone_tumor_tf.data.preprocess import CropGeometry, map_to_original
-from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
-from bone_tumor_tf.io import atomic_write_json, atomic_write_text
+from bone_tumor_tf.errors import BoneTumorError, ModelFileError
+from bone_tumor_tf.evaluation.reports.segmentation import write_comparison_report
+from bone_tumor_tf.io import atomic_write_json
 
 __all__ = [
-    "ARCH_NAMES",
-    "OVERLAY_CASES",
     "SIDECAR_NAME",
-    "OriginalResolutionPredictions",
-    "draw_overlay",
+    "dice_score",
     "empty_prediction_baseline",
     "evaluate_segmentation",
-    "ground_truth_mask",
+    "iou_score",
     "is_segmentation_model",
-    "plot_segmentation_curves",
-    "predict_masks",
-    "predict_probability_maps",
-    "predictions_at_original_resolution",
     "read_model_sidecar",
-    "select_cases",
-    "write_case_overlays",
-    "write_comparison_report",
+    "resize_mask",
+    "segmentation_report",
     "write_model_sidecar",
-    "write_png",
-    "write_segmentation_report",
 ]
 
 #: File name of the preprocessing contract written next to ``model.keras``.
 SIDECAR_NAME = "model.json"
-#: Overlay cases of a run report, in report order.
-OVERLAY_CASES = ("best", "median", "worst")
-#: Outline colours (OpenCV BGR): ground truth green, prediction red.
-TRUTH_BGR = (0, 200, 0)
-PREDICTION_BGR = (0, 0, 255)
-
-#: Display names of the ``--arch`` values.
-ARCH_NAMES = {"unet": "U-Net", "attention-unet": "Attention U-Net"}
 
 
 # --------------------------------------------------------------------------- contract
@@ -124,105 +98,271 @@ def is_segmentation_model(model) -> bool:
     return len(out_shape) == 4 and out_shape[-1] == 1 and out_shape[1:3] == in_shape[1:3]
 
 
-# --------------------------------------------------------------------------- prediction
+# --------------------------------------------------------------------------- metrics
 
 
-def predict_probability_maps(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Tumor probabilities of model-space images.
+def _as_binary(mask, what):
+    """A bool array from a bool or {0, 1} mask; ValueError for anything else."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    if not np.issubdtype(mask.dtype, np.number):
+        raise ValueError(f"{what}: expected a numeric or bool mask, got dtype {mask.dtype}")
+    binary = mask != 0
+    if not np.array_equal(mask[binary], np.ones(np.count_nonzero(binary), dtype=mask.dtype)):
+        raise ValueError(
+            f"{what}: mask values must be 0/1 or bool (threshold probabilities first, "
+            f"convert 0/255 masks with mask > 0); got values in "
+            f"[{mask.min()}, {mask.max()}]"
+        )
+    return binary
+
+
+def _counts(pred, true):
+    """(|P n G|, |P|, |G|) of two binary masks of the same shape."""
+    pred = _as_binary(pred, "pred")
+    true = _as_binary(true, "true")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred shape {pred.shape} != true shape {true.shape}")
+    inter = int(np.count_nonzero(pred & true))
+    return inter, int(np.count_nonzero(pred)), int(np.count_nonzero(true))
+
+
+def _dice(inter, n_pred, n_true):
+    denom = n_pred + n_true
+    return 1.0 if denom == 0 else 2.0 * inter / denom
+
+
+def _iou(inter, n_pred, n_true):
+    union = n_pred + n_true - inter
+    return 1.0 if union == 0 else inter / union
+
+
+def dice_score(pred, true):
+    """Dice = 2|P n G| / (|P| + |G|) of ONE image; 1.0 if both empty, 0.0 if one is.
 
     Args:
-        model: a segmentation model, input ``(N, S, S, 1)`` in [0, 255].
-        images: ``uint8`` (or float in [0, 255]) array ``(N, S, S)`` or ``(N, S, S, 1)``.
-        batch_size: images per forward pass.
+        pred: predicted binary mask (bool or values in {0, 1}), any shape.
+        true: ground-truth binary mask, same shape.
 
     Returns:
-        float32 ``(N, S, S)``, values in [0, 1].
-    """
-    x = np.asarray(images, np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    if len(x) == 0:
-        return np.zeros(x.shape[:3], np.float32)
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.clip(np.asarray(probs, np.float32)[..., 0], 0.0, 1.0)
-
-
-def ground_truth_mask(record, original_hw: tuple[int, int]) -> np.ndarray:
-    """A record's tumor mask at the decoded image's resolution ``original_hw``: bool ``(H, W)``.
-
-    ``original_hw`` is the size the image was decoded at, which for huge files is reduced
-    (see :func:`bone_tumor_tf.data.images.read_image_with_scale`); the annotation is
-    checked against the file's own size and scaled to the decoded one.
-
-    The union of its LabelMe polygons, or its mask image (mask-folder sets), as
-    :func:`bone_tumor_tf.data.annotations.read_record_annotation` reads them (scaled when
-    the set is a resized copy); all False for a record without either (a normal radiograph).
+        float in [0, 1].
 
     Raises:
-        DataError: the annotation is unreadable or its size disagrees with the image file.
+        ValueError: different shapes, or values other than 0/1 (e.g. probabilities).
     """
-    from bone_tumor_tf.data.annotations import read_record_annotation
-
-    annotation = read_record_annotation(record)
-    if annotation is None:
-        return np.zeros(tuple(original_hw), bool)
-    scale = original_hw[0] / annotation.image_height
-    return annotation.scaled(scale, tuple(original_hw)).mask().astype(bool)
+    return _dice(*_counts(pred, true))
 
 
-@dataclass
-class OriginalResolutionPredictions:
-    """Predictions and ground truth of a set of images, each at its original resolution.
+def iou_score(pred, true):
+    """IoU = |P n G| / |P u G| of ONE image; 1.0 if both empty, 0.0 if one is.
 
-    Attributes:
-        records: the images' records, in order.
-        probabilities: per image, float32 ``(H_k, W_k)`` tumor probabilities in [0, 1].
-        masks: per image, bool ``(H_k, W_k)`` ground-truth masks.
-        is_normal: bool ``(N,)``, True for tumor-free radiographs (label ``normal``).
+    Same arguments and errors as :func:`dice_score`; returns a float in [0, 1].
     """
-
-    records: list
-    probabilities: list[np.ndarray]
-    masks: list[np.ndarray]
-    is_normal: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.records)
+    return _iou(*_counts(pred, true))
 
 
-def predictions_at_original_resolution(model, images: np.ndarray,
-                                       geometries: Sequence[CropGeometry], records: Sequence,
-                                       batch_size: int = 8) -> OriginalResolutionPredictions:
-    """Predict model-space maps and bring them, and the ground truth, to original size.
+def _images(batch, what):
+    """Per-image 2D arrays from ``(N, H, W)``, ``(N, H, W, 1)`` or a sequence of them."""
+    images = []
+    for k, image in enumerate(batch):
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim != 2:
+            raise ValueError(
+                f"{what}[{k}]: expected an (H, W) or (H, W, 1) image, got shape {image.shape}"
+            )
+        images.append(image)
+    return images
+
+
+def segmentation_report(
+    probs,
+    masks,
+    is_normal=None,
+    threshold=0.5,
+    *,
+    max_auc_pixels=2_000_000,
+    fp_min_pixels=1,
+    seed=0,
+):
+    """Evaluate predicted tumor probabilities against ground-truth masks.
 
     Args:
-        model: segmentation model.
-        images: ``uint8`` ``(N, S, S)`` model inputs (crop mode ``none``).
-        geometries: per image, how the original became the input.
-        records: per image, its record (``annotation`` -> ground truth, ``label``).
-        batch_size: images per forward pass.
+        probs: probabilities in [0, 1]: array ``(N, H, W)`` / ``(N, H, W, 1)``, or a
+            sequence of N ``(H_k, W_k[, 1])`` arrays (e.g. at each image's original size).
+        masks: ground-truth binary masks (bool or {0, 1}), same layout and per-image shapes.
+        is_normal: optional N booleans, True for tumor-free radiographs. If None, the
+            normal images are those whose ground-truth mask is empty.
+        threshold: ``pred = probs >= threshold``.
+        max_auc_pixels: the pixel ROC AUC uses at most about this many pixels: above it,
+            each image contributes ``ceil(n_k * max_auc_pixels / total)`` pixels drawn
+            uniformly without replacement by ``numpy.random.default_rng(seed)``
+            (deterministic for a given input and seed).
+        fp_min_pixels: a normal image counts as a false-positive image when at least this
+            many pixels are predicted as tumor (1: any pixel).
+        seed: seed of the AUC subsample.
 
     Returns:
-        :class:`OriginalResolutionPredictions`; probabilities are bilinearly resampled
-        (``map_to_original``; 0 outside the region the model saw, which in mode ``none``
-        is nothing).
+        dict (JSON-serialisable: floats, ints, lists, None):
+
+        - ``n_images``, ``n_normal``, ``n_tumor``, ``threshold``, ``normal_source``
+          (``"is_normal"`` or ``"empty_mask"``);
+        - ``dice_mean``, ``dice_median``, ``iou_mean``, ``iou_median``: over the
+          per-image scores of ALL images (normal images score 1.0 if nothing is
+          predicted on them, else 0.0);
+        - ``tumor_dice_mean``, ``tumor_dice_median``, ``tumor_iou_mean``,
+          ``tumor_iou_median``: the same over the non-normal images only (None if none);
+        - ``dice_pooled`` = 2 sum_k |P_k n G_k| / sum_k (|P_k| + |G_k|) and
+          ``iou_pooled`` = sum_k |P_k n G_k| / sum_k |P_k u G_k| (dataset level, every
+          pixel of every image weighs the same; 1.0 if the denominator is 0);
+        - ``pixel_auc``: ROC AUC of the pixel probabilities vs. the pixel labels
+          (``sklearn.metrics.roc_auc_score``), None if the pixels used hold one class only;
+          ``auc_pixels``: how many pixels it used;
+        - ``normal_fp_image_rate``: fraction of normal images with >= ``fp_min_pixels``
+          predicted tumor pixels (image-level false-positive rate);
+          ``normal_fp_pixel_fraction``: mean over normal images of (predicted tumor
+          pixels / image pixels) (how much of a normal image is wrongly marked); both
+          None without normal images;
+        - ``dice_per_image``, ``iou_per_image``: lists of N floats, input order.
+
+    Raises:
+        ValueError: mismatched lengths or shapes, probabilities outside [0, 1], non-binary
+            masks, empty input.
     """
-    if not (len(images) == len(geometries) == len(records)):
-        raise ValueError(f"{len(images)} images, {len(geometries)} geometries and "
-                         f"{len(records)} records")
-    probabilities, masks = [], []
-    for start in range(0, len(images), max(64, batch_size)):
-        chunk = predict_probability_maps(model, images[start:start + max(64, batch_size)],
-                                         batch_size)
-        for offset, prob in enumerate(chunk):
-            geometry = geometries[start + offset]
-            probabilities.append(np.clip(map_to_original(prob, geometry), 0.0, 1.0))
-            masks.append(ground_truth_mask(records[start + offset], geometry.original_hw))
-    is_normal = np.array([r.label == "normal" for r in records], bool)
-    return OriginalResolutionPredictions(list(records), probabilities, masks, is_normal)
+    prob_images = _images(probs, "probs")
+    mask_images = _images(masks, "masks")
+    n = len(prob_images)
+    if n == 0:
+        raise ValueError("segmentation_report: no images")
+    if len(mask_images) != n:
+        raise ValueError(f"segmentation_report: {n} probability maps but {len(mask_images)} masks")
+
+    inters, n_preds, n_trues, sizes = [], [], [], []
+    dices, ious = [], []
+    binary_masks = []
+    for k, (prob, mask) in enumerate(zip(prob_images, mask_images)):
+        if prob.shape != mask.shape:
+            raise ValueError(f"image {k}: probs shape {prob.shape} != mask shape {mask.shape}")
+        prob = prob.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(prob)) or prob.min() < 0.0 or prob.max() > 1.0:
+            raise ValueError(
+                f"image {k}: probabilities must be finite and in [0, 1], got range "
+                f"[{np.nanmin(prob)}, {np.nanmax(prob)}]"
+            )
+        true = _as_binary(mask, f"masks[{k}]")
+        binary_masks.append(true)
+        inter, n_pred, n_true = _counts(prob >= threshold, true)
+        inters.append(inter)
+        n_preds.append(n_pred)
+        n_trues.append(n_true)
+        sizes.append(true.size)
+        dices.append(_dice(inter, n_pred, n_true))
+        ious.append(_iou(inter, n_pred, n_true))
+
+    if is_normal is None:
+        normal = np.array([t == 0 for t in n_trues], dtype=bool)
+        normal_source = "empty_mask"
+    else:
+        normal = np.asarray(is_normal).astype(bool).reshape(-1)
+        if normal.size != n:
+            raise ValueError(f"segmentation_report: is_normal has {normal.size} entries, expected {n}")
+        normal_source = "is_normal"
+
+    dices_a, ious_a = np.array(dices), np.array(ious)
+    sum_inter, sum_pred, sum_true = sum(inters), sum(n_preds), sum(n_trues)
+    sum_union = sum_pred + sum_true - sum_inter
+
+    def _stat(fn, values):
+        return float(fn(values)) if values.size else None
+
+    n_pred_a, sizes_a = np.array(n_preds), np.array(sizes)
+    auc, auc_pixels = _pixel_auc(prob_images, binary_masks, max_auc_pixels, seed)
+
+    return {
+        "n_images": n,
+        "n_normal": int(normal.sum()),
+        "n_tumor": int(n - normal.sum()),
+        "threshold": float(threshold),
+        "normal_source": normal_source,
+        "dice_mean": float(dices_a.mean()),
+        "dice_median": float(np.median(dices_a)),
+        "iou_mean": float(ious_a.mean()),
+        "iou_median": float(np.median(ious_a)),
+        "tumor_dice_mean": _stat(np.mean, dices_a[~normal]),
+        "tumor_dice_median": _stat(np.median, dices_a[~normal]),
+        "tumor_iou_mean": _stat(np.mean, ious_a[~normal]),
+        "tumor_iou_median": _stat(np.median, ious_a[~normal]),
+        "dice_pooled": _dice(sum_inter, sum_pred, sum_true),
+        "iou_pooled": 1.0 if sum_union == 0 else sum_inter / sum_union,
+        "pixel_auc": auc,
+        "auc_pixels": auc_pixels,
+        "normal_fp_image_rate": _stat(np.mean, n_pred_a[normal] >= fp_min_pixels),
+        "normal_fp_pixel_fraction": _stat(np.mean, n_pred_a[normal] / sizes_a[normal]),
+        "dice_per_image": [float(d) for d in dices],
+        "iou_per_image": [float(v) for v in ious],
+    }
 
 
-# --------------------------------------------------------------------------- metrics
+def _pixel_auc(prob_images, binary_masks, max_pixels, seed):
+    """Pixel ROC AUC on all pixels or a deterministic per-image subsample; (auc|None, n)."""
+    total = sum(m.size for m in binary_masks)
+    rng = np.random.default_rng(seed)
+    scores, labels = [], []
+    for prob, true in zip(prob_images, binary_masks):
+        prob, true = prob.reshape(-1), true.reshape(-1)
+        if total > max_pixels:
+            k = min(true.size, math.ceil(true.size * max_pixels / total))
+            idx = rng.choice(true.size, size=k, replace=False)
+            prob, true = prob[idx], true[idx]
+        scores.append(prob)
+        labels.append(true)
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    if labels.all() or not labels.any():
+        return None, int(labels.size)
+    return float(roc_auc_score(labels, scores)), int(labels.size)
+
+
+def resize_mask(mask, size, threshold=0.5):
+    """Resize a mask or probability map to ``size = (h, w)`` and return a binary mask.
+
+    Resamples in float (OpenCV ``INTER_AREA`` when shrinking both axes, which averages
+    the covered pixels, else ``INTER_LINEAR``) and thresholds (``>= threshold``), so the
+    result is binary with smooth boundaries; for a probability map this is "resize the
+    probabilities, then threshold". Used to bring predictions back to a radiograph's
+    original resolution. Note the order: ``size`` is ``(height, width)`` (OpenCV's
+    ``dsize`` is ``(width, height)``; this function does the swap).
+
+    Args:
+        mask: ``(H, W)`` or ``(H, W, 1)``, bool or values in [0, 1].
+        size: ``(h, w)`` positive ints.
+        threshold: binarisation threshold on the resampled values.
+
+    Returns:
+        uint8 array in {0, 1}, shape ``(h, w)`` or ``(h, w, 1)`` (as the input).
+    """
+    array = np.asarray(mask)
+    keep_channel = array.ndim == 3 and array.shape[-1] == 1
+    if keep_channel:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"resize_mask: expected an (H, W) or (H, W, 1) mask, got {np.shape(mask)}")
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"resize_mask: size must be positive (h, w), got {size!r}")
+    array = array.astype(np.float32)
+    if array.size and (not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1):
+        raise ValueError(
+            "resize_mask: values must be in [0, 1] (a mask in {0, 1} or probabilities); "
+            f"got range [{np.nanmin(array)}, {np.nanmax(array)}]"
+        )
+    shrink = h < array.shape[0] and w < array.shape[1]
+    resized = cv2.resize(
+        array, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+    out = (resized.reshape(h, w) >= threshold).astype(np.uint8)
+    return out[..., None] if keep_channel else out
 
 
 def empty_prediction_baseline(masks: Sequence[np.ndarray], is_normal: Sequence[bool]) -> dict:
@@ -237,8 +377,6 @@ def empty_prediction_baseline(masks: Sequence[np.ndarray], is_normal: Sequence[b
         ``tumor_dice_mean`` (None without tumor images), ``dice_pooled``, ``iou_pooled``,
         ``pixel_auc`` and ``normal_fp_image_rate`` (None without normal images).
     """
-    from bone_tumor_tf.metrics import dice_score
-
     per_image = np.array([dice_score(np.zeros(m.shape, bool), m) for m in masks], float)
     normal = np.asarray(is_normal, bool)
     any_tumor_pixel = any(bool(np.any(m)) for m in masks)
@@ -256,12 +394,18 @@ def empty_prediction_baseline(masks: Sequence[np.ndarray], is_normal: Sequence[b
     }
 
 
-def evaluate_segmentation(predictions: OriginalResolutionPredictions, threshold: float = 0.5,
-                          seed: int = 0) -> dict:
+def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) -> dict:
     """Test-set metrics at the original resolution, with the empty-prediction baseline.
 
+    Args:
+        predictions: an
+            :class:`~bone_tumor_tf.evaluation.segmentation_predictions.OriginalResolutionPredictions`
+            (``records``, ``probabilities``, ``masks``, ``is_normal``).
+        threshold: ``prob >= threshold`` is tumor.
+        seed: seed of the pixel-AUC subsample.
+
     Returns:
-        The JSON-ready dict of :func:`bone_tumor_tf.metrics.segmentation_report` (keys
+        The JSON-ready dict of :func:`segmentation_report` (keys
         ``dice_mean``, ``dice_median``, ``iou_mean``, ``iou_median``, ``tumor_*``,
         ``dice_pooled``, ``iou_pooled``, ``pixel_auc``, ``normal_fp_image_rate``,
         ``normal_fp_pixel_fraction``, counts; the per-image lists are moved into
@@ -276,8 +420,6 @@ def evaluate_segmentation(predictions: OriginalResolutionPredictions, threshold:
     Raises:
         ValueError: no images.
     """
-    from bone_tumor_tf.metrics import segmentation_report
-
     report = segmentation_report(predictions.probabilities, predictions.masks,
                                  is_normal=predictions.is_normal, threshold=threshold, seed=seed)
     dices, ious = report.pop("dice_per_image"), report.pop("iou_per_image")
@@ -294,420 +436,6 @@ def evaluate_segmentation(predictions: OriginalResolutionPredictions, threshold:
     return {"resolution": "original", **report, "empty_prediction": baseline,
             "dice_gain_over_empty": report["dice_mean"] - baseline["dice_mean"],
             "per_image": per_image}
-
-
-def select_cases(dices: Sequence[float], is_normal: Sequence[bool]) -> dict[str, int]:
-    """Indices of the best, median and worst image by Dice.
-
-    Chosen among the tumor images when there are any (an empty prediction on a normal
-    image scores a trivial 1.0), else among all. Ties are broken by input order; the
-    median is the element at position ``n // 2`` of the ascending order.
-
-    Returns:
-        ``{"best": i, "median": j, "worst": k}`` (empty for no images).
-    """
-    dices = np.asarray(dices, float)
-    normal = np.asarray(is_normal, bool)
-    candidates = np.flatnonzero(~normal) if (~normal).any() else np.arange(len(dices))
-    if candidates.size == 0:
-        return {}
-    order = candidates[np.lexsort((candidates, dices[candidates]))]  # ascending Dice
-    return {"best": int(order[-1]), "median": int(order[len(order) // 2]),
-            "worst": int(order[0])}
-
-
-# --------------------------------------------------------------------------- images
-
-
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Encode ``image`` (uint8 gray ``(H, W)`` or BGR ``(H, W, 3)``) as PNG, atomically.
-
-    The bytes go to a hidden temporary file in the destination folder (created if missing),
-    which is then renamed over ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
-    if not ok:  # pragma: no cover - OpenCV fails only on unsupported arrays
-        raise ValueError(f"{path}: cannot encode a {image.dtype} {image.shape} array as PNG")
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    temp = Path(handle.name)
-    try:
-        with handle:
-            handle.write(encoded.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _outline(canvas: np.ndarray, mask: np.ndarray, color, thickness: int) -> None:
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(canvas, contours, -1, color, thickness, lineType=cv2.LINE_8)
-
-
-def draw_overlay(image: np.ndarray, predicted: np.ndarray | None = None,
-                 truth: np.ndarray | None = None, caption: str | None = None,
-                 fill_alpha: float = 0.0) -> np.ndarray:
-    """The radiograph with mask outlines: ground truth green, prediction red.
-
-    Args:
-        image: ``uint8`` gray ``(H, W)``.
-        predicted: predicted mask ``(H, W)`` (bool, {0, 1} or {0, 255}), or None.
-        truth: ground-truth mask ``(H, W)``, or None.
-        caption: text drawn at the top-left (white on a black band), or None.
-        fill_alpha: opacity in [0, 1] of a red fill of the predicted region (0: outline only).
-
-    Returns:
-        ``uint8`` BGR ``(H, W, 3)``. Outlines are ``cv2.findContours`` (external) drawn
-        with ``cv2.drawContours``, about 1/300 of the longer side thick (>= 1 px).
-    """
-    gray = np.asarray(image, np.uint8)
-    canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    thickness = max(1, int(round(max(gray.shape) / 300)))
-    if predicted is not None and fill_alpha > 0:
-        region = np.asarray(predicted) > 0
-        tint = np.zeros_like(canvas)
-        tint[region] = PREDICTION_BGR
-        blended = cv2.addWeighted(canvas, 1.0 - fill_alpha, tint, fill_alpha, 0.0)
-        canvas[region] = blended[region]
-    if truth is not None:
-        _outline(canvas, np.asarray(truth) > 0, TRUTH_BGR, thickness)
-    if predicted is not None:
-        _outline(canvas, np.asarray(predicted) > 0, PREDICTION_BGR, thickness)
-    if caption:
-        font = cv2.FONT_HERSHEY_SIMPLEX
-        scale = max(0.3, max(gray.shape) / 900)
-        weight = max(1, int(round(scale * 1.5)))
-        (text_w, _), _ = cv2.getTextSize(caption, font, scale, weight)
-        scale = max(0.2, min(scale, scale * 0.95 * gray.shape[1] / max(text_w, 1)))
-        (text_w, text_h), baseline = cv2.getTextSize(caption, font, scale, weight)
-        pad = max(2, text_h // 3)
-        cv2.rectangle(canvas, (0, 0), (text_w + 2 * pad, text_h + baseline + 2 * pad),
-                      (0, 0, 0), thickness=-1)
-        cv2.putText(canvas, caption, (pad, pad + text_h), font, scale, (255, 255, 255),
-                    weight, cv2.LINE_AA)
-    return canvas
-
-
-def write_case_overlays(predictions: OriginalResolutionPredictions, metrics: Mapping,
-                        out_dir: str | Path, threshold: float = 0.5) -> dict[str, Path]:
-    """``overlay_{best,median,worst}.png`` at original resolution; returns case -> path.
-
-    Cases come from :func:`select_cases` on ``metrics["per_image"]``; each overlay is
-    :func:`draw_overlay` of the re-read radiograph with the ground truth (green) and the
-    thresholded prediction (red), captioned with the image id and its Dice.
-    """
-    from bone_tumor_tf.data.images import read_image
-
-    dices = [item["dice"] for item in metrics["per_image"]]
-    written = {}
-    for case, index in select_cases(dices, predictions.is_normal).items():
-        record = predictions.records[index]
-        image = read_image(record.path)
-        overlay = draw_overlay(image, predictions.probabilities[index] >= threshold,
-                               predictions.masks[index],
-                               caption=f"{case}: {record.image_id} Dice {dices[index]:.3f}")
-        written[case] = write_png(Path(out_dir) / f"overlay_{case}.png", overlay)
-    return written
-
-
-def plot_segmentation_curves(history, out_path: str | Path) -> Path:
-    """Loss and Dice per epoch, train (solid) and validation (dashed), as a PNG.
-
-    Args:
-        history: DataFrame with ``epoch`` (1-based) and any of ``loss``, ``val_loss``,
-            ``dice``, ``val_dice``.
-        out_path: PNG file to write.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    for ax, metric, title in zip(axes, ("loss", "dice"), ("Loss (BCE + Dice)", "Dice")):
-        if metric in history:
-            ax.plot(history["epoch"], history[metric], "-o", ms=3, label="train")
-        if f"val_{metric}" in history:
-            ax.plot(history["epoch"], history[f"val_{metric}"], "--s", ms=3, label="validation")
-        ax.set_title(title)
-        ax.set_xlabel("Epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
-    return out_path
-
-
-# --------------------------------------------------------------------------- reports
-
-
-def _fmt(value, digits: int = 3) -> str:
-    from bone_tumor_tf.evaluation.report import format_number
-
-    return format_number(value, digits)
-
-
-def _table(header, rows, numeric: bool = True) -> list[str]:
-    """Markdown table lines (first column left-aligned, others right-aligned if numeric)."""
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    align = "---:" if numeric else "---"
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "|" + "|".join(["---"] + [align] * (len(header) - 1)) + "|"]
-    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] + [""]
-
-
-def _relative_link(path: str | Path, base: Path) -> str:
-    """``path`` relative to ``base`` (POSIX), in angle brackets when it holds a space."""
-    link = Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
-    return f"<{link}>" if " " in link else link
-
-
-def _metric_rows(metrics: Mapping) -> list[list[str]]:
-    base = metrics["empty_prediction"]
-    no_normals = metrics.get("n_normal", 0) == 0
-    fp_note = " (no normal test images)" if no_normals else ""
-    rows = [
-        ["Dice, mean per image", metrics["dice_mean"], base["dice_mean"]],
-        ["Dice, median per image", metrics["dice_median"], base["dice_median"]],
-        ["IoU, mean per image", metrics["iou_mean"], base["iou_mean"]],
-        ["IoU, median per image", metrics["iou_median"], base["iou_median"]],
-        ["Dice, mean over tumor images", metrics.get("tumor_dice_mean"),
-         base.get("tumor_dice_mean")],
-        ["Dice, pooled over all pixels", metrics["dice_pooled"], base["dice_pooled"]],
-        ["IoU, pooled over all pixels", metrics["iou_pooled"], base["iou_pooled"]],
-        ["Pixel ROC AUC", metrics["pixel_auc"], base["pixel_auc"]],
-        [f"Normal images with a false positive{fp_note}", metrics["normal_fp_image_rate"],
-         base["normal_fp_image_rate"]],
-    ]
-    return [[name, _fmt(model), _fmt(empty)] for name, model, empty in rows]
-
-
-def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: str,
-                              data_source: str, split_kind: str, model_info: Mapping,
-                              split_dice: Mapping | None = None,
-                              figures: Mapping[str, str | Path] | None = None,
-                              synthetic: bool = False) -> Path:
-    """Write ``<run_dir>/report.md`` (atomically) for one segmentation run; returns its path.
-
-    Args:
-        run_dir: the run folder (figure links are made relative to it).
-        metrics: the dict of :func:`evaluate_segmentation` (test split).
-        title: heading.
-        data_source: where the images come from.
-        split_kind: how train/val/test were formed.
-        model_info: key/value rows of the "Model" table.
-        split_dice: optional mean per-image Dice per split at the model's input resolution
-            (``{"train": .., "val": .., "test": ..}``), to spot over-fitting.
-        figures: caption -> PNG path, embedded in order.
-        synthetic: add the synthetic-data warning.
-
-    Sections: setting, warning, Model, Table 1 (test metrics at original resolution, model
-    vs empty prediction), Table 2 (Dice by split at input resolution), figures.
-    """
-    from bone_tumor_tf.evaluation.report import SYNTHETIC_WARNING
-
-    run_dir = Path(run_dir)
-    lines = [
-        f"# {title}", "",
-        f"- **Data source:** {data_source}",
-        f"- **Split kind:** {split_kind}",
-        "- **Input:** whole radiograph, aspect-preserving scale and zero pad to a square "
-        "(crop mode none)",
-        f"- **Test images:** {metrics['n_images']} ({metrics['n_tumor']} tumor, "
-        f"{metrics['n_normal']} normal)",
-        f"- **Evaluation:** at each image's original resolution; probability maps mapped back "
-        f"through the pad/resize geometry (bilinear) and thresholded at "
-        f"{metrics['threshold']:g}; ground truth = LabelMe polygons rasterised at the original "
-        "resolution (empty for normal images)",
-        "",
-    ]
-    if synthetic:
-        lines += [SYNTHETIC_WARNING, ""]
-    lines += ["## Model", ""]
-    lines += _table(["Setting", "Value"], [[k, v] for k, v in model_info.items()], numeric=False)
-    lines += ["## Table 1. Test-set segmentation at the original resolution", "",
-              "Per-image scores count a normal image as 1 when nothing is predicted on it and 0 "
-              "otherwise. *Empty prediction* is the trivial model that never marks a pixel: "
-              "the model is only useful where it beats that column.", ""]
-    lines += _table(["Metric", "Model", "Empty prediction"], _metric_rows(metrics))
-    gain = metrics.get("dice_gain_over_empty")
-    lines += [f"Mean Dice gain over the empty prediction: **{_fmt(gain)}**.", ""]
-    if split_dice:
-        lines += ["## Table 2. Mean per-image Dice by split (model input resolution)", ""]
-        lines += _table(["Split", "Dice"], [[name, _fmt(value)] for name, value in
-                                            split_dice.items()])
-    if figures:
-        lines += ["## Figures", ""]
-        for caption, path in figures.items():
-            lines += [f"### {caption}", "", f"![{caption}]({_relative_link(path, run_dir)})", ""]
-    return atomic_write_text(run_dir / "report.md", "\n".join(lines).rstrip("\n") + "\n")
-
-
-def _read_run_metrics(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise DataError(path, "missing: not a finished segmentation run folder")
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(path, f"unreadable metrics ({error})") from None
-    if not isinstance(metrics, dict) or metrics.get("task") != "segmentation":
-        raise DataError(path, "not the metrics of a segmentation run (task != segmentation)")
-    return metrics
-
-
-def write_comparison_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """One Markdown table comparing segmentation runs (e.g. U-Net vs Attention U-Net).
-
-    Reads each run's ``metrics.json``; one row per run (architecture, encoder, input size,
-    parameters, Dice / IoU mean and median, pooled Dice / IoU, pixel AUC, normal-image
-    false-positive rate) plus one row for the empty prediction of the first run's test
-    set. States whether the runs were tested on the same images (otherwise the numbers
-    are not directly comparable).
-
-    Args:
-        run_dirs: two or more finished run folders.
-        out: the Markdown file to write (atomically).
-
-    Raises:
-        DataError: a folder without a segmentation ``metrics.json``.
-        BoneTumorError: fewer than two runs.
-    """
-    if len(run_dirs) < 2:
-        raise BoneTumorError("comparison needs at least two run folders")
-    runs = [(Path(d), _read_run_metrics(Path(d))) for d in run_dirs]
-    header = ["Run", "Architecture", "Encoder", "Input px", "Params", "Dice mean",
-              "Dice median", "IoU mean", "IoU median", "Dice pooled", "IoU pooled",
-              "Pixel AUC", "Normal FP rate"]
-    rows = []
-    for run_dir, metrics in runs:
-        info = metrics.get("run", {})
-        params = info.get("parameters")
-        rows.append([run_dir.name, ARCH_NAMES.get(info.get("arch"), info.get("arch", "?")),
-                     info.get("encoder", "?"), info.get("image_size", "?"),
-                     f"{params:,}" if isinstance(params, int) else "?",
-                     *(_fmt(metrics.get(key)) for key in (
-                         "dice_mean", "dice_median", "iou_mean", "iou_median", "dice_pooled",
-                         "iou_pooled", "pixel_auc", "normal_fp_image_rate"))])
-    base = runs[0][1]["empty_prediction"]
-    rows.append(["(empty prediction)", "-", "-", "-", "-",
-                 *(_fmt(base.get(key)) for key in (
-                     "dice_mean", "dice_median", "iou_mean", "iou_median", "dice_pooled",
-                     "iou_pooled", "pixel_auc", "normal_fp_image_rate"))])
-    test_sets = [sorted(item["image_id"] for item in m.get("per_image", [])) for _, m in runs]
-    same = all(t == test_sets[0] for t in test_sets[1:])
-    synthetic = any(m.get("run", {}).get("synthetic_data") for _, m in runs)
-    lines = ["# Segmentation comparison", "",
-             f"Test split at the original resolution; threshold "
-             f"{runs[0][1].get('threshold', 0.5):g}. Same test images in every run: "
-             f"**{'yes' if same else 'NO: numbers are not directly comparable'}**.", ""]
-    if synthetic:
-        from bone_tumor_tf.evaluation.report import SYNTHETIC_WARNING
-
-        lines += [SYNTHETIC_WARNING, ""]
-    lines += _table(header, rows)
-    lines += ["Runs: " + ", ".join(str(d) for d, _ in runs), ""]
-    return atomic_write_text(out, "\n".join(lines).rstrip("\n") + "\n")
-
-
-# --------------------------------------------------------------------------- new images
-
-
-def _unique_stems(files: Sequence[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for path in files:
-        stem = path.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
-
-
-def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
-                  image_size: int | None = None, threshold: float = 0.5,
-                  batch_size: int = 8) -> list[dict]:
-    """Tumor masks of new radiographs, at each input's original resolution.
-
-    Each image is read as gray, scaled (aspect preserved) and zero-padded to the model's
-    ``S x S`` input (crop mode ``none``, :func:`bone_tumor_tf.inference.load_input`); the
-    probability map is mapped back to the original size (bilinear) and thresholded
-    (``prob >= threshold``). Writes, per input, ``<stem>_mask.png`` (uint8, 0 background /
-    255 tumor, the input's height x width) and ``<stem>_overlay.png`` (the radiograph with
-    the predicted region outlined and tinted red). A stem seen before gets ``_2``, ``_3``...
-
-    Args:
-        model: a segmentation ``keras.Model`` (input ``(N, S, S, 1)`` in [0, 255], output
-            ``(N, S, S, 1)`` probabilities) or the path of its ``.keras`` file (loaded with
-            ``safe_mode=True``).
-        files: image files and/or folders (searched recursively for images).
-        out_dir: output folder (created).
-        image_size: S; default the model's input size (must agree with it when static).
-        threshold: probability threshold in (0, 1).
-        batch_size: images per forward pass (and per decoding chunk).
-
-    Returns:
-        One dict per input, in input order: ``file``, ``mask``, ``overlay`` (paths as
-        str), ``height``, ``width``, ``tumor_pixels``, ``tumor_fraction`` (of the image's
-        pixels), ``max_probability``, ``threshold``.
-
-    Raises:
-        ModelFileError: not a segmentation model, or ``image_size`` contradicts it.
-        DataError: a missing or unreadable input (one line naming the file).
-    """
-    from bone_tumor_tf.inference import expand_inputs, load_input, load_model
-
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
-    if not is_segmentation_model(model):
-        raise ModelFileError(f"model {model.name!r}: not a segmentation model (output "
-                             f"{tuple(model.outputs[0].shape)}, expected (N, S, S, 1))")
-    if not 0.0 < float(threshold) < 1.0:
-        raise BoneTumorError(f"threshold must be in (0, 1), got {threshold!r}")
-    static = model.inputs[0].shape[1]
-    if image_size is None:
-        if static is None:
-            raise ModelFileError(f"model {model.name!r} has no fixed input size: pass image_size")
-        image_size = int(static)
-    elif static is not None and int(image_size) != int(static):
-        raise ModelFileError(f"model {model.name!r} expects {static} px inputs, "
-                             f"got image_size={image_size}")
-    paths = expand_inputs(files)
-    stems = _unique_stems(paths)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    batch_size = max(1, int(batch_size))
-    for start in range(0, len(paths), batch_size):
-        prepared = [load_input(p, int(image_size)) for p in paths[start:start + batch_size]]
-        probs = predict_probability_maps(model, np.stack([p.input for p in prepared]),
-                                         batch_size)
-        for offset, (item, prob) in enumerate(zip(prepared, probs)):
-            stem = stems[start + offset]
-            prob_original = np.clip(map_to_original(prob, item.geometry), 0.0, 1.0)
-            mask = prob_original >= threshold
-            mask_path = write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-            overlay_path = write_png(out_dir / f"{stem}_overlay.png",
-                                     draw_overlay(item.original, predicted=mask,
-                                                  fill_alpha=0.25))
-            tumor_pixels = int(np.count_nonzero(mask))
-            results.append({
-                "file": str(item.path), "mask": str(mask_path), "overlay": str(overlay_path),
-                "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-                "tumor_pixels": tumor_pixels, "tumor_fraction": tumor_pixels / mask.size,
-                "max_probability": float(prob_original.max()), "threshold": float(threshold),
-            })
-    return results
 
 
 # --------------------------------------------------------------------------- CLI

@@ -285,13 +285,10 @@ def _target_spec(name: str | None, class_names: list[str]):
 
 
 def _fmt_interval(entry: dict, signed: bool = False) -> str:
-    if not entry or entry.get("estimate") is None:
-        return "n/a"
-    sign = "+" if signed else ""
-    text = f"{entry['estimate']:{sign}.2f}"
-    if entry.get("low") is not None:
-        text += f" ({entry['low']:{sign}.2f} to {entry['high']:{sign}.2f})"
-    return text
+    # Lazy: the evaluation package imports scikit-learn, too slow for `--help`.
+    from bone_tumor_tf.evaluation.reports.markdown import format_ci
+
+    return format_ci(entry, digits=2, signed=signed)
 
 
 def render_report(metrics: dict) -> str:

@@ -14,7 +14,7 @@ inside the tumor (e.g. :meth:`LabelMeAnnotation.mask`, uint8 {0, 1}).
   uniform heatmap scores the same chance level.
 * :func:`top_fraction_iou` - IoU between the mask and the heatmap's hottest 15 % of pixels.
 * :func:`summarize_localization` - means per method with percentile-bootstrap 95 %
-  intervals (:func:`bone_tumor_tf.evaluation.classification.bootstrap_ci`).
+  intervals (:func:`bone_tumor_tf.evaluation.stats.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from bone_tumor_tf.evaluation.classification import bootstrap_ci
+from bone_tumor_tf.evaluation.stats import bootstrap_ci
 
 __all__ = [
     "LOCALIZATION_METRICS",

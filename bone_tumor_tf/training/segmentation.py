@@ -14,9 +14,9 @@ Model: :func:`bone_tumor_tf.models.unet.build_unet`, the U-Net of Ronneberger et
 (MICCAI 2015, arXiv:1505.04597) or, by default, the Attention U-Net of Oktay et al.
 (MIDL 2018, arXiv:1804.03999), optionally on a ResNet50 / DenseNet121 encoder.
 
-Training: one phase (``"train"``) with Adam, :class:`~bone_tumor_tf.losses.BCEDiceLoss`
+Training: one phase (``"train"``) with Adam, :class:`~bone_tumor_tf.models.losses.BCEDiceLoss`
 ``alpha * BCE + (1 - alpha) * (1 - soft Dice)`` (per image) and
-:class:`~bone_tumor_tf.metrics.DiceCoefficient`; joint geometric augmentation of image and
+:class:`~bone_tumor_tf.models.metrics.DiceCoefficient`; joint geometric augmentation of image and
 mask (:func:`~bone_tumor_tf.data.pipeline.make_segmentation_dataset`); the callbacks of
 :func:`~bone_tumor_tf.training.runs.phase_callbacks` monitor ``val_dice`` (mode max):
 ``BackupAndRestore`` (an interrupted run resumes where its last finished epoch left off
@@ -191,8 +191,8 @@ def build_model(options: SegmentationOptions):
     """
     import keras
 
-    from bone_tumor_tf.losses import BCEDiceLoss
-    from bone_tumor_tf.metrics import DiceCoefficient
+    from bone_tumor_tf.models.losses import BCEDiceLoss
+    from bone_tumor_tf.models.metrics import DiceCoefficient
     from bone_tumor_tf.models.unet import build_unet
 
     try:
@@ -306,8 +306,8 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
 def split_dice(model, arrays: dict[str, SegmentationSplit], threshold: float,
                batch_size: int) -> dict[str, float]:
     """Mean per-image Dice of each split at the model's input resolution."""
-    from bone_tumor_tf.evaluation.segmentation import predict_probability_maps
-    from bone_tumor_tf.metrics import dice_score
+    from bone_tumor_tf.evaluation.segmentation import dice_score
+    from bone_tumor_tf.evaluation.segmentation_predictions import predict_probability_maps
 
     out = {}
     for name, part in arrays.items():
@@ -321,13 +321,15 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                  options: SegmentationOptions, data_dir, synthetic: bool,
                  dropped: int = 0) -> dict:
     """``metrics.json``, overlays, training curves and ``report.md`` of a trained model."""
-    from bone_tumor_tf.evaluation.segmentation import (
+    from bone_tumor_tf.evaluation.plots import plot_segmentation_curves
+    from bone_tumor_tf.evaluation.reports.segmentation import (
         ARCH_NAMES,
-        evaluate_segmentation,
-        plot_segmentation_curves,
-        predictions_at_original_resolution,
         write_case_overlays,
         write_segmentation_report,
+    )
+    from bone_tumor_tf.evaluation.segmentation import evaluate_segmentation
+    from bone_tumor_tf.evaluation.segmentation_predictions import (
+        predictions_at_original_resolution,
     )
     from bone_tumor_tf.io import atomic_write_json
 

@@ -2,65 +2,30 @@
 
 The report reads the dict made by
 :func:`bone_tumor_tf.evaluation.classification.evaluate_predictions` and writes
-``report.md`` atomically. Numbers have 3 decimals; a bootstrap interval reads
-``0.812 [0.771, 0.850]``; an undefined value reads ``n/a``.
+``report.md`` atomically, with the formatting of :mod:`.markdown` (3 decimals, intervals as
+``0.812 [0.771, 0.850]``, ``n/a`` when undefined).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from bone_tumor_tf.evaluation.reports.markdown import (
+    MISSING,
+    SYNTHETIC_WARNING,
+    format_ci,
+    format_number,
+    markdown_table,
+    relative_link,
+)
 from bone_tumor_tf.io import atomic_write_text
 
-__all__ = ["REPORT_FILENAME", "SYNTHETIC_WARNING", "format_ci", "format_number",
-           "write_classification_report"]
+__all__ = ["REPORT_FILENAME", "write_classification_report"]
 
 REPORT_FILENAME = "report.md"
-SYNTHETIC_WARNING = (
-    "> **WARNING: synthetic data.** These numbers were computed on synthetic phantom images, "
-    "not on clinical radiographs. They exercise the pipeline only and say nothing about "
-    "clinical performance."
-)
-_MISSING = "n/a"
 _SPLIT_ORDER = ("train", "val", "validation", "test")
 _SPLIT_LABELS = {"train": "Train", "val": "Validation", "validation": "Validation", "test": "Test"}
-
-
-def format_number(value, digits: int = 3) -> str:
-    """``value`` with ``digits`` decimals, or ``n/a`` for ``None``/NaN."""
-    if value is None:
-        return _MISSING
-    value = float(value)
-    if value != value:  # NaN
-        return _MISSING
-    return f"{value:.{digits}f}"
-
-
-def format_ci(interval: Mapping | None, digits: int = 3) -> str:
-    """``{"estimate", "low", "high"}`` as ``0.812 [0.771, 0.850]`` (just the estimate when the
-    interval is undefined; ``n/a`` when the estimate is)."""
-    if not interval or interval.get("estimate") is None:
-        return _MISSING
-    text = format_number(interval["estimate"], digits)
-    if interval.get("low") is not None and interval.get("high") is not None:
-        text += f" [{format_number(interval['low'], digits)}, {format_number(interval['high'], digits)}]"
-    return text
-
-
-def _cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list], numeric: bool = True) -> list[str]:
-    """A Markdown table; the first column is left-aligned, the others right-aligned if
-    ``numeric``."""
-    value_align = "---:" if numeric else "---"
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join(["---"] + [value_align] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines + [""]
 
 
 def _split_value(value) -> str:
@@ -73,7 +38,7 @@ def _split_table(metrics: Mapping, split_accuracies: Mapping | None) -> list[str
     rows = [[_SPLIT_LABELS.get(key, str(key)), _split_value(given[key])] for key in ordered]
     if "test" not in given:
         rows.append(["Test", format_ci(metrics["bootstrap"]["accuracy"])])
-    return _table(["Split", "Accuracy"], rows)
+    return markdown_table(["Split", "Accuracy"], rows)
 
 
 def _per_class_table(metrics: Mapping) -> list[str]:
@@ -85,14 +50,15 @@ def _per_class_table(metrics: Mapping) -> list[str]:
     macro = []
     for column in columns:
         values = [per_class[name][column] for name in names]
-        macro.append(_MISSING if any(v is None for v in values) else format_number(sum(values) / len(values)))
+        macro.append(MISSING if any(v is None for v in values) else format_number(sum(values) / len(values)))
     rows.append(["**macro average**"] + macro + [sum(per_class[name]["support"] for name in names)])
-    return _table(["Class", "Precision", "Recall", "F1", "AUC-ROC", "PR-AUC", "Support"], rows)
+    return markdown_table(
+        ["Class", "Precision", "Recall", "F1", "AUC-ROC", "PR-AUC", "Support"], rows)
 
 
 def _operating_point(point: Mapping | None) -> str:
     if not point or point.get("sensitivity") is None:
-        return _MISSING
+        return MISSING
     threshold = point.get("threshold")
     threshold_text = "+inf, no case called positive" if threshold is None else f"P >= {format_number(threshold)}"
     return (f"{format_number(point['sensitivity'])} (specificity {format_number(point['specificity'])}, "
@@ -132,7 +98,7 @@ def _summary_table(metrics: Mapping) -> list[str]:
     if calibration.get("brier_positive_class") is not None:
         rows.append(["Brier score (positive class, range 0-1)",
                      format_number(calibration["brier_positive_class"])])
-    return _table(["Metric", "Value"], rows)
+    return markdown_table(["Metric", "Value"], rows)
 
 
 def _bootstrap_table(metrics: Mapping) -> list[str]:
@@ -142,23 +108,14 @@ def _bootstrap_table(metrics: Mapping) -> list[str]:
         recall, auc = bootstrap["recall"][name], bootstrap["roc_auc"][name]
         rows.append([name, format_ci(recall), format_ci(auc),
                      f"{recall['n_used']} / {auc['n_used']}"])
-    return _table(["Class", "Recall (95% CI)", "AUC-ROC (95% CI)", "Replicates used (recall / AUC)"], rows)
+    return markdown_table(
+        ["Class", "Recall (95% CI)", "AUC-ROC (95% CI)", "Replicates used (recall / AUC)"], rows)
 
 
 def _confusion_table(metrics: Mapping) -> list[str]:
     names = metrics["class_names"]
     rows = [[f"**{name}**"] + list(counts) for name, counts in zip(names, metrics["confusion_matrix"])]
-    return _table(["True \\ Predicted"] + list(names), rows)
-
-
-def _relative_link(path, out_dir: Path) -> str:
-    path = Path(path)
-    if not path.is_absolute() and (out_dir / path).exists():
-        relative = path
-    else:
-        relative = Path(os.path.relpath(path.resolve(), out_dir.resolve()))
-    link = relative.as_posix()
-    return f"<{link}>" if " " in link else link
+    return markdown_table(["True \\ Predicted"] + list(names), rows)
 
 
 def write_classification_report(
@@ -215,8 +172,8 @@ def write_classification_report(
     if synthetic:
         lines += [SYNTHETIC_WARNING, ""]
     lines += ["## Model", ""]
-    lines += _table(["Setting", "Value"], [[key, value] for key, value in model_info.items()],
-                    numeric=False)
+    lines += markdown_table(["Setting", "Value"],
+                            [[key, value] for key, value in model_info.items()], numeric=False)
     lines += ["## Table 1. Accuracy by split", ""]
     lines += _split_table(metrics, split_accuracies)
     lines += ["## Table 2. Per-class results on the test set", "",
@@ -236,6 +193,6 @@ def write_classification_report(
     if plots:
         lines += ["## Figures", ""]
         for caption, path in plots.items():
-            link = _relative_link(path, out_dir)
+            link = relative_link(path, out_dir)
             lines += [f"### {caption}", "", f"![{caption}]({link})", ""]
     return atomic_write_text(out_dir / REPORT_FILENAME, "\n".join(lines).rstrip("\n") + "\n")

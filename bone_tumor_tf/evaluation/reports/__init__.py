@@ -1,0 +1,2 @@
+"""Markdown reports: :mod:`.markdown` (shared formatting), :mod:`.classification`,
+:mod:`.segmentation`."""

@@ -1,0 +1,78 @@
+"""Keras metrics for segmentation training: the per-image Dice of thresholded masks.
+
+:class:`DiceCoefficient` logs the same number as the NumPy ``dice_mean`` of
+:func:`bone_tumor_tf.evaluation.segmentation.segmentation_report` on the same images.
+Registered as ``bone_tumor_tf>DiceCoefficient``, the name saved models refer to.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["DiceCoefficient"]
+
+
+@keras.saving.register_keras_serializable(package="bone_tumor_tf")
+class DiceCoefficient(keras.metrics.Metric):
+    """Mean per-image Dice of thresholded predictions, accumulated over an epoch.
+
+    For each image ``i`` of each batch: ``P_i = y_pred >= threshold``,
+    ``G_i = y_true >= 0.5``, ``Dice_i`` as
+    :func:`bone_tumor_tf.evaluation.segmentation.dice_score` (1 for empty/empty, 0 when
+    only one is empty). ``result()`` is ``sum_i w_i Dice_i / sum_i w_i`` over every image
+    seen since the last ``reset_state()`` (``w_i = 1`` without ``sample_weight``), i.e. the
+    per-image mean over the epoch, the same number as ``segmentation_report``'s
+    ``dice_mean`` on the same images. Not pooled: a normal image with a false-positive
+    blob scores 0 whatever the blob's size.
+
+    With the default name, ``model.compile(metrics=[DiceCoefficient()])`` logs ``"dice"``
+    and ``"val_dice"``: use ``ModelCheckpoint(monitor="val_dice", mode="max")``.
+
+    Args:
+        threshold: threshold on the predicted probabilities.
+        name: metric name (log key).
+        dtype: dtype of the accumulators.
+
+    ``sample_weight``: per-image weights ``(N,)`` / ``(N, 1)``; a per-pixel weight map is
+    averaged over each image into one weight.
+    """
+
+    def __init__(self, threshold=0.5, name="dice", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.threshold = float(threshold)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) != len(y_pred.shape):
+            y_true = ops.reshape(y_true, ops.shape(y_pred))
+        pred = ops.cast(ops.cast(y_pred, "float32") >= self.threshold, "float32")
+        true = ops.cast(ops.cast(y_true, "float32") >= 0.5, "float32")
+        axes = tuple(range(1, len(pred.shape)))
+        intersection = ops.sum(pred * true, axis=axes)
+        denominator = ops.sum(pred, axis=axes) + ops.sum(true, axis=axes)
+        dice = ops.where(
+            denominator > 0, 2.0 * intersection / ops.maximum(denominator, 1.0), 1.0
+        )
+        if sample_weight is None:
+            weights = ops.ones_like(dice)
+        else:
+            weights = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+            weights = ops.mean(ops.reshape(weights, (ops.shape(dice)[0], -1)), axis=1)
+        self.total.assign_add(ops.cast(ops.sum(weights * dice), self.dtype))
+        self.count.assign_add(ops.cast(ops.sum(weights), self.dtype))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(ops.zeros((), dtype=self.dtype))
+        self.count.assign(ops.zeros((), dtype=self.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"threshold": self.threshold})
+        return config
