@@ -99,7 +99,7 @@ def _malformed_file_errors(read):
         except Exception as error:  # any failure of pydicom, a plugin, NumPy or OpenCV
             logger.debug("%s: reading the DICOM file failed", path, exc_info=True)
             raise DataError(path, f"malformed DICOM file ({type(error).__name__}: "
-                                  f"{_one_line(error)})") from None
+                                  f"{one_line(error)})") from None
 
     return guarded
 
