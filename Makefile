@@ -10,8 +10,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.runtime-installed: requirements.txt | $(PY)
+# The package itself goes in editable (bone-tumor command, imports from any folder).
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e . --no-deps
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
@@ -19,7 +21,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	touch $@
 
 demo: $(VENV)/.runtime-installed
-	$(PY) -m bone_tumor_tf.demo --out $(DEMO_OUT)
+	$(PY) -m bone_tumor_tf demo --out $(DEMO_OUT)
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

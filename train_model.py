@@ -16,6 +16,19 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+EXAMPLES = """examples:
+  bone-tumor train --data /data/BTXRD --arch densenet121 --task multiclass \\
+      --weights imagenet --crop gt-box --epochs 20 --image-size 224 --out runs/densenet
+  bone-tumor train --data demo --arch resnet50 --task binary --image-size 64 \\
+      --epochs 3 --out runs/demo-resnet
+  python train_model.py --data demo --arch densenet121 --image-size 64 --out runs/demo"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """Option defaults in --help, and the examples kept as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bone_tumor_tf.training.classification import ClassifierOptions as O
 
@@ -24,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "class-per-folder data in two phases (frozen backbone, then last block), "
                     "evaluate on the held-out test split and write a run folder (model.keras, "
                     "config.json, splits.csv, history.csv, metrics.json, report.md, plots).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter)
     p.add_argument("--data", required=True,
                    help="dataset folder (BTXRD layout or DIR/<class>/...), or 'demo' for the "
                         "embedded synthetic BTXRD-format set")

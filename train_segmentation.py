@@ -17,6 +17,20 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+EXAMPLES = """examples:
+  bone-tumor segment --data /data/BTXRD --arch attention-unet --image-size 256 \\
+      --base-filters 32 --epochs 60 --include-normals --out runs/attention-unet
+  bone-tumor segment --data demo --out runs/demo-attention-unet
+  bone-tumor segment --data demo --arch unet --out runs/demo-unet \\
+      --compare runs/demo-attention-unet
+  python train_segmentation.py --data demo --out runs/demo-attention-unet"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """Option defaults in --help, and the examples kept as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bone_tumor_tf.training.segmentation import SegmentationOptions as O
 
@@ -26,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "split at the original resolution against an empty prediction, and write "
                     "a run folder (model.keras, model.json, config.json, splits.csv, "
                     "history.csv, metrics.json, report.md, overlays).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter)
     p.add_argument("--data", required=True,
                    help="BTXRD-format dataset folder, a mask-folder set (DIR/images + "
                         "DIR/masks, same file stems, nonzero mask = tumor), or 'demo' for "

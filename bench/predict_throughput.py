@@ -2,7 +2,7 @@
 
 Arms, interleaved A, B, A, B after one warm-up call of each:
 
-* ``folder``: :func:`bone_tumor_tf.predict.predict_classifier` over the radiograph files
+* ``folder``: :func:`bone_tumor_tf.inference.predict.predict_classifier` over the radiograph files
   (JPEG decode, aspect-preserving resize and pad to the model's input, inference, results);
 * ``tensors``: ``model.predict`` on the same images already prepared as a float32 array;
 * ``tensors_per_batch``: ``model.predict_on_batch`` on each batch of that array (no
@@ -31,7 +31,7 @@ TARGET = 0.9
 def run(data: BenchData, arch: str = "densenet121", batch_size: int = 16, reps: int = 5,
         model=None) -> dict:
     """Benchmark entry; ``model`` reuses an already built classifier of ``data``'s size."""
-    from bone_tumor_tf.predict import predict_classifier
+    from bone_tumor_tf.inference.predict import predict_classifier
 
     model = model if model is not None else build_model(arch, data.images.shape[1])
     files = list(data.files)

@@ -1,6 +1,4 @@
-"""The main job on the embedded synthetic data (``make demo``).
-
-    python -m bone_tumor_tf.demo --out runs/demo [--quick]
+"""The main job on the embedded synthetic data (``make demo``, ``bone-tumor demo``).
 
 Steps, each writing into ``--out``:
 
@@ -25,18 +23,30 @@ it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
+import logging
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.inspection import inspect_dataset
+from bone_tumor_tf.data.preview import preview_dataset
+from bone_tumor_tf.data.splits import make_splits, save_splits
+from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number
+from bone_tumor_tf.explain.scoring import CamOptions, explain
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text
+from bone_tumor_tf.training.classification import (
+    ClassifierOptions,
+    resolve_data_dir,
+    train_classifier,
+)
+from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
+
+logger = logging.getLogger(__name__)
 
 
 def _step(title: str) -> float:
-    print(f"\n=== {title}", flush=True)
+    logger.info("\n=== %s", title)
     return time.perf_counter()
 
 
@@ -49,7 +59,6 @@ CACHE_DIR = Path("runs") / ".cache"
 
 def demo_classifier(data, out, arch: str, task: str, crop: str, quick: bool):
     """Options of a demo classifier: random init, 64 px, 2 + 8 epochs (1 + 1 with quick)."""
-    from bone_tumor_tf.training.classification import ClassifierOptions
 
     return ClassifierOptions(
         data=str(data), out=str(out), arch=arch, task=task, weights="none", crop=crop,
@@ -65,7 +74,6 @@ def whole_image_classifier(data, out, init_model, quick: bool):
     the README); its backbone therefore starts from the tumor-box run's, and every layer
     is fine-tuned (BatchNorm statistics kept).
     """
-    from bone_tumor_tf.training.classification import ClassifierOptions
 
     return ClassifierOptions(
         data=str(data), out=str(out), arch="densenet121", task="binary",
@@ -82,13 +90,6 @@ CAM_RUNS = (("gradcam", None), ("gradcam-pool3", "pool3_relu"))
 
 def run_demo(out: str | Path, quick: bool = False) -> Path:
     """Run every step; returns the path of ``summary.md``."""
-    from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.inspection import inspect_dataset
-    from bone_tumor_tf.data.preview import preview_dataset
-    from bone_tumor_tf.data.splits import make_splits, save_splits
-    from bone_tumor_tf.io import atomic_write_json, atomic_write_text
-    from bone_tumor_tf.training.classification import resolve_data_dir, train_classifier
-    from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,23 +98,23 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     start = _step("1. synthetic data")
     btxrd_dir, _ = resolve_data_dir("demo", "btxrd")
     folders_dir, _ = resolve_data_dir("demo", "folders")
-    print(f"BTXRD-format set: {btxrd_dir}\nclass-per-folder set: {folders_dir}")
+    logger.info("BTXRD-format set: %s\nclass-per-folder set: %s", btxrd_dir, folders_dir)
     timings["data"] = time.perf_counter() - start
 
     start = _step("2. inspect, split, preview")
     report = inspect_dataset(btxrd_dir)
-    print(report.format_text())
+    logger.info("%s", report.format_text())
     atomic_write_json(out / "inspection.json", report.to_dict())
     folders_report = inspect_dataset(folders_dir)
-    print(folders_report.format_text())
+    logger.info("%s", folders_report.format_text())
     atomic_write_json(out / "inspection_folders.json", folders_report.to_dict())
     dataset = load_dataset(btxrd_dir)
     splits = make_splits(dataset.records, by="patient", seed=0)
     save_splits(splits, out / "splits.csv")
-    print(splits.groupby(["split", "label"]).size().unstack(fill_value=0).to_string())
+    logger.info("%s", splits.groupby(["split", "label"]).size().unstack(fill_value=0).to_string())
     preview = preview_dataset(btxrd_dir, out / "augmented_batch.png", crop_mode="gt-box",
                               image_size=128)
-    print(f"augmented training batch: {preview}")
+    logger.info("augmented training batch: %s", preview)
     timings["inspect"] = time.perf_counter() - start
 
     densenet_dir = out / "densenet121-multiclass"
@@ -150,23 +151,19 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     timings["attention_unet"] = time.perf_counter() - start
 
     start = _step("5. Grad-CAM on the whole-image model's test images")
-    from bone_tumor_tf.explain.cli import main as gradcam_main
 
     gradcam_dirs = []
     for name, layer in CAM_RUNS:
         gradcam_dirs.append(out / name)
-        code = gradcam_main(["--model", str(whole_dir / "model.keras"), "--data",
-                             str(btxrd_dir), "--split", "test", "--out", str(out / name),
-                             "--method", "gradcam", "gradcam++", "--panel", "--quiet",
-                             "--limit", "24" if quick else "60"]
-                            + (["--layer", layer] if layer else []))
-        if code != 0:
-            raise RuntimeError("Grad-CAM step failed")
+        written = explain(CamOptions(
+            model=whole_dir / "model.keras", data=btxrd_dir, split="test", out=out / name,
+            methods=("gradcam", "gradcam++"), panel=True, progress=False,
+            limit=24 if quick else 60, layer=layer))
+        logger.info("wrote %s to %s", ", ".join(written), out / name)
     timings["gradcam"] = time.perf_counter() - start
 
     summary = write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
                             whole_dir)
-    print(f"\n{summary.read_text()}")
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
     return summary
 
@@ -176,17 +173,12 @@ def _load(path: Path) -> dict:
 
 
 def _fmt(value, digits=3) -> str:
-    # Lazy: the evaluation package imports scikit-learn, too slow for `--help`.
-    from bone_tumor_tf.evaluation.reports.markdown import format_number
-
     return format_number(value, digits)
 
 
 def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
                   whole_dir=None) -> Path:
     """``summary.md``: headline figures of every step with links to the full reports."""
-    from bone_tumor_tf.evaluation.reports.markdown import format_ci
-    from bone_tumor_tf.io import atomic_write_text
 
     densenet = _load(densenet_dir / "metrics.json")
     resnet = _load(resnet_dir / "metrics.json")
@@ -251,22 +243,7 @@ def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings
     return atomic_write_text(Path(out) / "summary.md", "\n".join(lines))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bone_tumor_tf.demo",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/demo", help="output folder")
-    parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
-    args = parser.parse_args(argv)
-    from bone_tumor_tf.errors import BoneTumorError
+if __name__ == "__main__":  # the old spelling of ``bone-tumor demo``
+    from bone_tumor_tf.cli.demo import main
 
-    try:
-        summary = run_demo(args.out, quick=args.quick)
-    except BoneTumorError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"demo finished; summary: {summary}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,6 +1,4 @@
-"""Re-evaluate a saved classifier on a dataset split.
-
-    python -m bone_tumor_tf.evaluate --model RUN/model.keras --data DIR [--split test]
+"""Re-evaluate a saved classifier on a dataset split (command: ``bone-tumor evaluate``).
 
 The split comes from ``--splits CSV``, else the ``splits.csv`` beside the model (the run's
 own split), else the whole dataset (``--split all``). Images are prepared exactly as the
@@ -10,37 +8,39 @@ model's contract says (input size, crop mode). Writes ``metrics.json``, the plot
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+import logging
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-from bone_tumor_tf.errors import BoneTumorError, DataError  # noqa: E402
+from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
+from bone_tumor_tf.data.splits import load_splits
+from bone_tumor_tf.errors import DataError, ModelFileError
+from bone_tumor_tf.evaluation import (
+    evaluate_predictions,
+    plot_confusion_matrix,
+    plot_reliability_diagram,
+    plot_roc_curves,
+    write_classification_report,
+)
+from bone_tumor_tf.evaluation.segmentation import is_segmentation_model
+from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
+from bone_tumor_tf.io import atomic_write_json
+from bone_tumor_tf.training.classification import resolve_data_dir
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=None,
                          n_bootstrap=1000, seed=0, batch_size=32) -> Path:
     """Evaluate ``model_path`` on a split of ``data``; returns the output folder."""
-    import numpy as np
-
-    from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
-    from bone_tumor_tf.data.splits import load_splits
-    from bone_tumor_tf.evaluation import (
-        evaluate_predictions,
-        plot_confusion_matrix,
-        plot_reliability_diagram,
-        plot_roc_curves,
-        write_classification_report,
-    )
-    from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
-    from bone_tumor_tf.io import atomic_write_json
-    from bone_tumor_tf.training.classification import resolve_data_dir
-
     model_path = Path(model_path)
     model = load_model(model_path)
+    if is_segmentation_model(model):
+        raise ModelFileError(f"{model_path}: a segmentation model; its test-split evaluation "
+                             "is the run's report.md (compare runs with bone-tumor evaluate "
+                             "--compare RUN1 RUN2)")
     contract = model_contract(model)
     data_dir, synthetic = resolve_data_dir(str(data))
     dataset = load_dataset(data_dir)
@@ -88,29 +88,11 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
                                     ("arch", "task", "image_size", "weights_source")},
         plots={k: str(v) for k, v in plots.items()}, synthetic=synthetic)
     accuracy = float(np.mean(np.argmax(probs, 1) == targets))
-    print(f"{len(records)} images, accuracy {accuracy:.3f}; report: {out / 'report.md'}")
+    logger.info("%d images, accuracy %.3f", len(records), accuracy)
     return out
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bone_tumor_tf.evaluate",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="RUN/model.keras")
-    parser.add_argument("--data", required=True, help="dataset folder or 'demo'")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-    parser.add_argument("--splits", default=None, help="splits.csv (default: beside the model)")
-    parser.add_argument("--out", default=None, help="output folder")
-    parser.add_argument("--n-bootstrap", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        evaluate_saved_model(args.model, args.data, args.split, args.splits, args.out,
-                             args.n_bootstrap, args.seed)
-    except BoneTumorError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+if __name__ == "__main__":  # the old spelling of ``bone-tumor evaluate``
+    from bone_tumor_tf.cli.evaluate import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

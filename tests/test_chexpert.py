@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bone_tumor_tf.cli.convert_chexpert import main as convert_main
 from bone_tumor_tf.errors import ModelFileError, WeightsNotFoundError
 from bone_tumor_tf.models import chexpert
 from bone_tumor_tf.models.chexpert import (
@@ -21,7 +22,6 @@ from bone_tumor_tf.models.chexpert import (
     densenet121_layer_map,
     densenet121_weighted_layers,
     load_densenet121_weights,
-    main,
 )
 
 SIZE = 64  # DenseNet121 needs >= 32; 64 keeps a 2x2 final map so pooling is exercised.
@@ -182,7 +182,7 @@ def converted(tmp_path_factory):
     paths = {}
     for channels in (1, 3):
         dst = folder / f"chex_c{channels}.weights.h5"
-        assert main(["convert", str(src), str(dst), "--channels", str(channels)]) == 0
+        assert convert_main([str(src), str(dst), "--channels", str(channels)]) == 0
         paths[channels] = dst
     return sd, src, paths
 
@@ -235,7 +235,7 @@ def test_cli_refuses_missing_and_misshaped_tensor(tmp_path, capsys):
     del missing["features.norm5.running_mean"]
     src = tmp_path / "missing.pt"
     torch.save(missing, src)
-    assert main(["convert", str(src), str(tmp_path / "out.weights.h5")]) == 1
+    assert convert_main([str(src), str(tmp_path / "out.weights.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "features.norm5.running_mean" in err
     assert "\n" not in err and str(src) in err
@@ -244,7 +244,7 @@ def test_cli_refuses_missing_and_misshaped_tensor(tmp_path, capsys):
     bad["features.denseblock2.denselayer3.conv1.weight"] = torch.zeros(128, 100, 1, 1)
     src = tmp_path / "bad.pt"
     torch.save(bad, src)
-    assert main(["convert", str(src), str(tmp_path / "out.weights.h5")]) == 1
+    assert convert_main([str(src), str(tmp_path / "out.weights.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert "features.denseblock2.denselayer3.conv1.weight" in err
     assert "(128, 100, 1, 1)" in err and "(128, 192, 1, 1)" in err and "\n" not in err
@@ -294,7 +294,7 @@ def test_whole_pickled_model_and_missing_package(tmp_path, capsys):
         torch.save(_module_tree(torch, sd, DenseNet), src)
     finally:
         del sys.modules[fake.__name__]
-    assert main(["convert", str(src), str(tmp_path / "out.weights.h5")]) == 1
+    assert convert_main([str(src), str(tmp_path / "out.weights.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert "fake_torchxrayvision" in err and "pip install torchxrayvision" in err
     assert "\n" not in err

@@ -173,7 +173,7 @@ def malformed_batch(folder):
 def test_predict_batch_reports_the_malformed_file_and_predicts_the_others(tmp_path, capsys):
     import keras
 
-    from bone_tumor_tf.predict import main as predict_main
+    from bone_tumor_tf.cli.predict import main as predict_main
 
     inputs = keras.Input((16, 16, 1))
     features = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))

@@ -439,7 +439,7 @@ def _read_csv(path):
 
 def test_cli_images_writes_one_png_per_input_at_original_size(saved_model, synthetic_btxrd,
                                                               tmp_path, capsys):
-    from bone_tumor_tf.explain.cli import main
+    from bone_tumor_tf.cli.gradcam import main
 
     images = sorted((synthetic_btxrd / "images").iterdir())[:2]
     out = tmp_path / "cams"
@@ -459,9 +459,9 @@ def test_cli_images_writes_one_png_per_input_at_original_size(saved_model, synth
 
 
 def test_cli_data_scores_localization(saved_model, synthetic_btxrd, tmp_path, capsys):
+    from bone_tumor_tf.cli.gradcam import main
     from bone_tumor_tf.data import load_dataset
     from bone_tumor_tf.data.splits import make_splits, save_splits
-    from bone_tumor_tf.explain.cli import main
 
     splits = make_splits(load_dataset(synthetic_btxrd).records, seed=0)
     splits_csv = save_splits(splits, tmp_path / "splits.csv")
@@ -494,7 +494,7 @@ def test_cli_data_scores_localization(saved_model, synthetic_btxrd, tmp_path, ca
 
 
 def test_cli_errors_are_one_line_exit_2(saved_model, tmp_path, capsys):
-    from bone_tumor_tf.explain.cli import main
+    from bone_tumor_tf.cli.gradcam import main
 
     rc = main(["--model", str(tmp_path / "missing.keras"), "--images", str(tmp_path),
                "--out", str(tmp_path / "o")])

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from bone_tumor_tf.data.__main__ import main as data_main
+from bone_tumor_tf.cli.data import main as data_main
 from bone_tumor_tf.data.inspection import inspect_dataset
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bone_tumor_tf.cli.evaluate import main as evaluate_main
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
 from bone_tumor_tf.evaluation.reports.segmentation import (
     OVERLAY_CASES,
@@ -27,7 +28,6 @@ from bone_tumor_tf.evaluation.segmentation import (
     empty_prediction_baseline,
     read_model_sidecar,
 )
-from bone_tumor_tf.evaluation.segmentation import main as compare_main
 from bone_tumor_tf.evaluation.segmentation_predictions import predict_masks
 from bone_tumor_tf.explain.overlay import overlay_masks
 from bone_tumor_tf.inference import load_model
@@ -220,10 +220,10 @@ def test_comparison_lists_both_architectures(attention_run, resumed_unet_run, tm
     table = out.read_text()
     assert "| Attention U-Net |" in table and "| U-Net |" in table
     assert "(empty prediction)" in table and "Same test images in every run: **yes**" in table
-    assert compare_main([str(attention_run[0]), "--compare", str(resumed_unet_run[0]),
-                         "--out", str(out)]) == 0
+    assert evaluate_main(["--compare", str(attention_run[0]), str(resumed_unet_run[0]),
+                          "--out", str(out)]) == 0
     assert "Attention U-Net" in capsys.readouterr().out
-    assert compare_main([str(attention_run[0]), str(tmp_path / "nope")]) == 2
+    assert evaluate_main(["--compare", str(attention_run[0]), str(tmp_path / "nope")]) == 2
 
 
 def test_cli_trains_and_compares(attention_run, synthetic_btxrd, tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bone_tumor_tf.data.__main__ import main as data_main
+from bone_tumor_tf.cli.data import main as data_main
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.data.splits import load_splits, make_splits
 

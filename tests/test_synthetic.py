@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bone_tumor_tf.cli.data import main as data_main
 from bone_tumor_tf.data import schema, synthetic
 from bone_tumor_tf.errors import DataError
 
@@ -324,25 +325,25 @@ def test_generate_folders(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out_dir = tmp_path / "cli"
-    code = synthetic.main(
-        ["--out", str(out_dir), "--n", "5", "--seed", "2", "--min-side", "64", "--max-side", "80"]
+    code = data_main(
+        ["synthetic", "--out", str(out_dir), "--n", "5", "--seed", "2", "--min-side", "64", "--max-side", "80"]
     )
     assert code == 0
     summary = capsys.readouterr().out.strip()
     assert "\n" not in summary and "normal=" in summary and "malignant=" in summary
     assert len(pd.read_excel(out_dir / "dataset.xlsx")) == 5
 
-    code = synthetic.main(
-        ["--out", str(tmp_path / "f"), "--kind", "folders", "--n", "4", "--max-side", "64",
+    code = data_main(
+        ["synthetic", "--out", str(tmp_path / "f"), "--kind", "folders", "--n", "4", "--max-side", "64",
          "--min-side", "48"]
     )
     assert code == 0 and "normal=2 cancer=2" in capsys.readouterr().out
 
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "x.txt").write_text("x")
-    assert synthetic.main(["--out", str(tmp_path / "foreign"), "--n", "2"]) == 2
+    assert data_main(["synthetic", "--out", str(tmp_path / "foreign"), "--n", "2"]) == 2
     assert "SYNTHETIC.txt" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exit_info:
-        synthetic.main(["--help"])
+        data_main(["synthetic", "--help"])
     assert exit_info.value.code == 0

@@ -113,7 +113,7 @@ def test_class_weighted_loss_equals_numpy_formula():
 
 
 def test_predict_cli_prints_a_table_and_json_lines(finished_run, synthetic_btxrd, capsys):
-    from bone_tumor_tf.predict import main as predict_main
+    from bone_tumor_tf.cli.predict import main as predict_main
 
     images = sorted((synthetic_btxrd / "images").iterdir())[:3]
     assert predict_main(["--model", str(finished_run / "model.keras"),
@@ -135,7 +135,7 @@ def test_predict_cli_prints_a_table_and_json_lines(finished_run, synthetic_btxrd
 
 def test_predict_reports_a_bad_file_by_name_and_goes_on(finished_run, synthetic_btxrd,
                                                         tmp_path, capsys):
-    from bone_tumor_tf.predict import main as predict_main
+    from bone_tumor_tf.cli.predict import main as predict_main
 
     bad = tmp_path / "broken.jpeg"
     bad.write_text("not an image")
@@ -149,7 +149,7 @@ def test_predict_reports_a_bad_file_by_name_and_goes_on(finished_run, synthetic_
 
 
 def test_evaluate_cli_reproduces_the_run_metrics(finished_run, synthetic_btxrd, tmp_path):
-    from bone_tumor_tf.evaluate import main as evaluate_main
+    from bone_tumor_tf.cli.evaluate import main as evaluate_main
 
     out = tmp_path / "eval"
     assert evaluate_main(["--model", str(finished_run / "model.keras"), "--data",

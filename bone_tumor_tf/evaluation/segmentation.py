@@ -20,14 +20,13 @@ probability maps and masks it scores come from
 at the original resolution).
 
 Also here, until the model contract replaces it: ``model.json``, the sidecar holding a
-segmentation model's preprocessing contract (:func:`write_model_sidecar`), and the
-``python -m bone_tumor_tf.evaluation.segmentation RUN1 RUN2 --out comparison.md`` command
-(:func:`bone_tumor_tf.evaluation.reports.segmentation.write_comparison_report`).
+segmentation model's preprocessing contract (:func:`write_model_sidecar`). Runs are
+compared by :func:`bone_tumor_tf.evaluation.reports.segmentation.write_comparison_report`
+(command: ``bone-tumor evaluate --compare RUN1 RUN2 --out comparison.md``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -38,8 +37,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bone_tumor_tf.errors import BoneTumorError, ModelFileError
-from bone_tumor_tf.evaluation.reports.segmentation import write_comparison_report
+from bone_tumor_tf.errors import ModelFileError
 from bone_tumor_tf.io import atomic_write_json
 
 __all__ = [
@@ -438,32 +436,8 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
             "per_image": per_image}
 
 
-# --------------------------------------------------------------------------- CLI
+if __name__ == "__main__":  # the old spelling of ``bone-tumor evaluate --compare``
+    from bone_tumor_tf.cli.evaluate import main
 
-
-def main(argv=None) -> int:
-    """``python -m bone_tumor_tf.evaluation.segmentation RUN1 RUN2 [...] --out FILE``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bone_tumor_tf.evaluation.segmentation",
-        description="Compare finished segmentation run folders (e.g. U-Net vs Attention "
-                    "U-Net) in one Markdown table read from their metrics.json.")
-    parser.add_argument("runs", nargs="+", help="run folders written by train_segmentation.py")
-    parser.add_argument("--compare", action="append", default=[], metavar="RUN",
-                        help="another run folder to compare with (repeatable)")
-    parser.add_argument("--out", default=None,
-                        help="Markdown file to write (default: comparison.md in the first run)")
-    args = parser.parse_args(argv)
-    run_dirs = list(args.runs) + list(args.compare)
-    out = Path(args.out) if args.out else Path(run_dirs[0]) / "comparison.md"
-    try:
-        path = write_comparison_report(run_dirs, out)
-    except BoneTumorError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(path.read_text(encoding="utf-8"))
-    print(f"comparison: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    argv = sys.argv[1:]  # RUN1 RUN2 ... [--out FILE], or --help
+    raise SystemExit(main(["--compare", *argv] if argv[:1] and argv[0][:1] != "-" else argv))

@@ -5,7 +5,9 @@
 - :mod:`.overlay`: colour overlay on the original radiograph, caption, three-panel figure.
 - :mod:`.localization`: pointing game, energy inside the tumor mask, top-15 % IoU, and
   their bootstrap summary.
-- :mod:`.cli`: the ``gradcam.py`` command line.
+- :mod:`.scoring`: :func:`~.scoring.explain`, one CAM job over a folder or a dataset split
+  (heatmap PNGs, localisation scores); command ``bone-tumor gradcam``.
+- :mod:`.report`: its tables, ``cam_metrics.json`` and ``cam_report.md``.
 
 Importing this package does not import TensorFlow; :mod:`.cam` does.
 """

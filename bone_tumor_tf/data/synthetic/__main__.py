@@ -1,8 +1,8 @@
-"""``python -m bone_tumor_tf.data.synthetic``: see :func:`bone_tumor_tf.data.synthetic.main`."""
+"""``python -m bone_tumor_tf.data.synthetic``: old spelling of ``bone-tumor data synthetic``."""
 
 import sys
 
-from bone_tumor_tf.data.synthetic import main
+from bone_tumor_tf.cli.data import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main(["synthetic", *sys.argv[1:]]))

@@ -13,7 +13,7 @@ PyTorch) and :mod:`.backbone` (the Keras backbone, the layer mapping, weight loa
 
 Conversion::
 
-    python -m bone_tumor_tf.models.chexpert convert SRC DST.weights.h5 [--channels 1|3]
+    bone-tumor convert-chexpert SRC DST.weights.h5 [--channels 1|3]
 
 ``SRC`` is either a ``state_dict`` saved with ``torch.save`` (keys ``features.conv0.weight``,
 ``features.norm0.*``, ``features.denseblock1.denselayer1.norm1.*`` ... ``features.norm5.*``;
@@ -54,11 +54,6 @@ backbone (:func:`chexpert_densenet121`) and on the flat classifier graph alike.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-from bone_tumor_tf.errors import BoneTumorError
 from bone_tumor_tf.models.chexpert.backbone import (
     DENSENET121_BLOCKS,
     KERAS_BN_EPSILON,
@@ -93,36 +88,6 @@ __all__ = [
     "densenet121_weighted_layers",
     "load_densenet121_weights",
     "load_torch_state_dict",
-    "main",
     "xrv_normalization",
 ]
 
-
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m bone_tumor_tf.models.chexpert convert SRC DST [--channels]``.
-
-    Returns the exit status (0 on success, 1 with a one-line ``error:`` message on stderr).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m bone_tumor_tf.models.chexpert",
-        description="Convert torchxrayvision's CheXpert DenseNet121 to Keras weights.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser(
-        "convert", help="PyTorch checkpoint -> layer-weights HDF5 for the Keras DenseNet121"
-    )
-    convert.add_argument("src", help="torchxrayvision checkpoint (.pt: state_dict or model)")
-    convert.add_argument("dst", help=f"output file, e.g. ~/.keras/models/{DEFAULT_CHEXPERT_WEIGHTS}")
-    convert.add_argument("--channels", type=int, choices=(1, 3), default=1,
-                         help="input channels of the Keras backbone (default 1, as xrv)")
-    args = parser.parse_args(argv)
-    try:
-        dst = convert_checkpoint(args.src, Path(args.dst).expanduser(), channels=args.channels)
-    except BoneTumorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {dst} ({len(densenet121_weighted_layers())} layers, channels={args.channels})")
-    return 0

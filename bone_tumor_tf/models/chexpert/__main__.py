@@ -1,6 +1,10 @@
-"""``python -m bone_tumor_tf.models.chexpert``: see :func:`bone_tumor_tf.models.chexpert.main`."""
+"""``python -m bone_tumor_tf.models.chexpert convert``: old spelling of
+``bone-tumor convert-chexpert``."""
 
-from bone_tumor_tf.models.chexpert import main
+import sys
+
+from bone_tumor_tf.cli.convert_chexpert import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    argv = sys.argv[1:]
+    raise SystemExit(main(argv[1:] if argv[:1] == ["convert"] else argv))

@@ -1,4 +1,4 @@
-"""Loading saved models and bringing new images to them: shared by predict and Grad-CAM.
+"""Loading saved models and bringing new images to them: shared by predict, evaluate, Grad-CAM.
 
 A model saved by this toolkit carries its preprocessing contract in its metadata
 (``image_size``, ``channels``, ``crop_mode``, ``class_names``, ``task``); see
