@@ -29,17 +29,14 @@ import time
 from pathlib import Path
 
 from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.dataset import resolve_data_dir
 from bone_tumor_tf.data.inspection import inspect_dataset
 from bone_tumor_tf.data.preview import preview_dataset
 from bone_tumor_tf.data.splits import make_splits, save_splits
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number
 from bone_tumor_tf.explain.scoring import CamOptions, explain
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
-from bone_tumor_tf.training.classification import (
-    ClassifierOptions,
-    resolve_data_dir,
-    train_classifier,
-)
+from bone_tumor_tf.training.classification import ClassifierOptions, train_classifier
 from bone_tumor_tf.training.segmentation import SegmentationOptions, train_segmentation
 
 logger = logging.getLogger(__name__)

@@ -11,30 +11,28 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.dataset import resolve_data_dir
 from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
 from bone_tumor_tf.data.splits import load_splits
 from bone_tumor_tf.errors import DataError, ModelFileError
-from bone_tumor_tf.evaluation import (
-    evaluate_predictions,
-    plot_confusion_matrix,
-    plot_reliability_diagram,
-    plot_roc_curves,
-    write_classification_report,
-)
+from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation
 from bone_tumor_tf.evaluation.segmentation import is_segmentation_model
 from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
-from bone_tumor_tf.io import atomic_write_json
-from bone_tumor_tf.training.classification import resolve_data_dir
+from bone_tumor_tf.training.runs import read_history
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=None,
                          n_bootstrap=1000, seed=0, batch_size=32) -> Path:
-    """Evaluate ``model_path`` on a split of ``data``; returns the output folder."""
+    """Evaluate ``model_path`` on a split of ``data``; returns the output folder.
+
+    Writes what a training run writes for its test split
+    (:func:`~bone_tumor_tf.evaluation.classifier_evaluation.write_classifier_evaluation`):
+    ``metrics.json``, the plots (the training curves too when the model's run folder holds
+    its ``history_phase*.csv``) and ``report.md``.
+    """
     model_path = Path(model_path)
     model = load_model(model_path)
     if is_segmentation_model(model):
@@ -56,7 +54,7 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         if not records:
             raise DataError(splits_csv, f"no image of split {split!r} is in {data_dir}")
     crop = contract["crop_mode"]
-    if crop == "gt-box" and not hasattr(dataset, "sheet"):
+    if crop == "gt-box" and not dataset.annotated:
         raise DataError(data_dir, "model was trained with crop mode gt-box, which needs "
                                   "BTXRD annotations")
     prepared = prepare_images(records, int(contract["image_size"]), crop_mode=crop, seed=seed)
@@ -66,29 +64,21 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
     class_names = list(contract["class_names"])
     targets = encode_labels([r.label for r in records], dataset.class_names, contract["task"])
     probs = predict_probabilities(model, prepared.images, batch_size)
-    metrics = evaluate_predictions(targets, probs, class_names, n_bootstrap=n_bootstrap,
-                                   seed=seed)
-    metrics["run"] = {"model": str(model_path), "data": str(data_dir), "split": split,
-                      "crop_mode": crop, "synthetic_data": synthetic}
+    histories = [read_history(path)
+                 for path in sorted(model_path.parent.glob("history_phase*.csv"))]
     out = Path(out) if out else model_path.parent / f"eval-{split}"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", metrics)
-    plots = {
-        "ROC curves": plot_roc_curves(targets, probs, class_names, out / "roc_curves.png"),
-        "Confusion matrix": plot_confusion_matrix(metrics["confusion_matrix"], class_names,
-                                                  out / "confusion_matrix.png"),
-        "Reliability diagram": plot_reliability_diagram(targets, probs,
-                                                        out / "reliability.png"),
-    }
-    write_classification_report(
-        out, metrics, title=f"Evaluation of {model_path.name} on the {split} split",
+    metrics = write_classifier_evaluation(
+        out, targets, probs, class_names, split=split, n_bootstrap=n_bootstrap, seed=seed,
+        run_info={"model": str(model_path), "data": str(data_dir), "split": split,
+                  "crop_mode": crop, "synthetic_data": synthetic},
+        histories=histories,
+        title=f"Evaluation of {model_path.name} on the {split} split",
         data_source=str(data_dir) + (" (synthetic)" if synthetic else ""),
         split_kind=f"{split} split from {splits_csv if split != 'all' else 'all images'}",
         crop_mode=crop, model_info={k: contract.get(k) for k in
                                     ("arch", "task", "image_size", "weights_source")},
-        plots={k: str(v) for k, v in plots.items()}, synthetic=synthetic)
-    accuracy = float(np.mean(np.argmax(probs, 1) == targets))
-    logger.info("%d images, accuracy %.3f", len(records), accuracy)
+        synthetic=synthetic)
+    logger.info("%d images, accuracy %.3f", len(records), metrics["accuracy"])
     return out
 
 

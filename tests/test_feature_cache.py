@@ -97,16 +97,37 @@ def test_feature_dataset_draws_one_view_per_sample_and_evaluates_on_view_zero():
 
 
 def test_train_classifier_with_cache_features_writes_a_normal_run(synthetic_btxrd, tmp_path):
+    import keras
+
     from bone_tumor_tf.inference import load_model
     from bone_tumor_tf.training.classification import ClassifierOptions, train_classifier
+
+    class TrainedWeights(keras.callbacks.Callback):
+        """Per layer, the weights of the model it trained, at the end of training."""
+
+        def on_train_end(self, logs=None):
+            self.input_width = self.model.inputs[0].shape[-1]
+            self.weights = {layer.name: layer.get_weights() for layer in self.model.layers
+                            if layer.weights}
 
     options = ClassifierOptions(data=str(synthetic_btxrd), out=str(tmp_path / "run"),
                                 arch="resnet50", task="binary", weights="none", crop="none",
                                 epochs=2, phase2_epochs=0, batch_size=16, image_size=32,
                                 n_bootstrap=20, verbose=0, cache_features=True,
                                 feature_views=2)
-    run_dir = train_classifier(options)
+    # Runs after EarlyStopping restored the best epoch: the head as phase 1 leaves it.
+    trained_head = TrainedWeights()
+    run_dir = train_classifier(options, callbacks=[trained_head])
     model = load_model(run_dir / "model.keras")
     best = load_model(run_dir / "checkpoints" / "best_phase1.keras")
     assert [layer.name for layer in best.layers] == [layer.name for layer in model.layers]
     assert (run_dir / "history_phase1.csv").read_text().count("\n") == 3  # header + 2 epochs
+    # The callback saw the head model (trained on pooled ResNet50 features), and the saved
+    # classifier (phase 2 has no epochs) and the phase-1 checkpoint hold its weights.
+    assert trained_head.input_width == 2048
+    assert set(trained_head.weights) >= {"head_dense", "predictions"}
+    for name, weights in trained_head.weights.items():
+        for saved in (model, best):
+            for expected, actual in zip(weights, saved.get_layer(name).get_weights(),
+                                        strict=True):
+                np.testing.assert_array_equal(actual, expected)

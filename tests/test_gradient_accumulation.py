@@ -4,11 +4,7 @@ import numpy as np
 import pytest
 
 from bone_tumor_tf.errors import BoneTumorError
-from bone_tumor_tf.training.classification import (
-    ClassifierOptions,
-    check_options,
-    compile_for_phase,
-)
+from bone_tumor_tf.training.classification import ClassifierOptions, compile_for_phase
 
 
 def _tiny_model(seed: int):
@@ -55,5 +51,4 @@ def test_micro_batch_size_and_refusals():
                              ).micro_batch_size == 8
     for steps in (0, 3):
         with pytest.raises(BoneTumorError, match="--accumulate-steps"):
-            check_options(ClassifierOptions(data="-", out="-", batch_size=32,
-                                            accumulate_steps=steps))
+            ClassifierOptions(data="-", out="-", batch_size=32, accumulate_steps=steps)

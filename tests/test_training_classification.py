@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_a_finished_run_is_not_overwritten_without_overwrite(finished_run, synth
 
 def test_an_interrupted_run_resumes_without_repeating_finished_phases(finished_run,
                                                                       synthetic_btxrd, tmp_path,
-                                                                      capsys):
+                                                                      caplog):
     # A copy of the run stopped after phase 1: phase 2 and the final files are gone.
     run = tmp_path / "interrupted"
     shutil.copytree(finished_run, run)
@@ -83,9 +84,9 @@ def test_an_interrupted_run_resumes_without_repeating_finished_phases(finished_r
         (run / name).unlink()
     (run / "state" / "phase2_done.weights.h5").unlink()
     splits_before = (run / "splits.csv").read_text()
-    train_classifier(tiny_options(synthetic_btxrd, run))
-    err = capsys.readouterr().err
-    assert "resuming" in err and "phase1: already finished" in err
+    with caplog.at_level(logging.INFO, logger="bone_tumor_tf"):
+        train_classifier(tiny_options(synthetic_btxrd, run))
+    assert "resuming" in caplog.text and "phase1: already finished" in caplog.text
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == [1, 2]  # no duplicated or missing epochs
     assert (run / "splits.csv").read_text() == splits_before  # the same split is reused
@@ -158,6 +159,11 @@ def test_evaluate_cli_reproduces_the_run_metrics(finished_run, synthetic_btxrd, 
     original = json.loads((finished_run / "metrics.json").read_text())
     assert again["accuracy"] == pytest.approx(original["accuracy"])
     assert again["confusion_matrix"] == original["confusion_matrix"]
+    # The same evaluation as the run's: all six plots (training curves from the run folder).
+    plots = sorted(p.name for p in out.glob("*.png"))
+    assert plots == sorted(p.name for p in finished_run.glob("*.png")) and len(plots) == 6
+    report = (out / "report.md").read_text()
+    assert all(f"]({name})" in report for name in plots)
 
 
 def test_train_model_cli_refuses_bad_options_in_one_line(synthetic_btxrd, tmp_path, capsys):

@@ -1,8 +1,8 @@
 """Data layer: read BTXRD, mask-folder and class-per-folder sets, inspect, split, build ``tf.data``.
 
 Entry point: :func:`load_dataset` returns a :class:`BTXRDDataset`, a
-:class:`MaskFolderDataset` or a :class:`FolderDataset`, each with ``records`` and
-``class_names``.
+:class:`MaskFolderDataset` or a :class:`FolderDataset`, each satisfying
+:class:`bone_tumor_tf.data.dataset.Dataset` (``records``, ``class_names``, ``annotated``).
 """
 
 from __future__ import annotations

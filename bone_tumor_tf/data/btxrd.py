@@ -33,6 +33,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -183,8 +184,10 @@ class BTXRDDataset:
             extension, annotations scaled from their original sizes).
         resized_copy: what the resized-copy check found (see
             :func:`bone_tumor_tf.data.annotations.find_resized_copy`).
+        annotated: True: tumor images carry LabelMe annotations (see ``data.dataset.Dataset``).
     """
 
+    annotated: ClassVar[bool] = True
     root: Path
     sheet: pd.DataFrame
     records: list[ImageRecord] = field(default_factory=list)

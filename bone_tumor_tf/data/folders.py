@@ -13,6 +13,7 @@ known, so every image is its own group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from bone_tumor_tf.data.images import DICOM_EXTENSION, is_dicom_file, is_image_file
@@ -58,8 +59,10 @@ class FolderDataset:
         root: the dataset folder.
         records: one :class:`ImageRecord` per image, ``split`` set for the split layout.
         class_names: ordered class names (see module docstring).
+        annotated: False: no tumor annotations (see ``data.dataset.Dataset``).
     """
 
+    annotated: ClassVar[bool] = False
     root: Path
     records: list[ImageRecord] = field(default_factory=list)
     class_names: tuple[str, ...] = ()

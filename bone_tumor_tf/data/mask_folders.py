@@ -28,6 +28,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -148,8 +149,10 @@ class MaskFolderDataset:
         class_names: ``("normal", "tumor")``.
         images_without_mask, masks_without_image: files matched by no stem.
         notes: what ``inspect`` says about the set as a whole.
+        annotated: True: the masks are tumor annotations (see ``data.dataset.Dataset``).
     """
 
+    annotated: ClassVar[bool] = True
     root: Path
     records: list[ImageRecord] = field(default_factory=list)
     class_names: tuple[str, ...] = CLASS_NAMES

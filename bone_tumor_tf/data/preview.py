@@ -96,7 +96,7 @@ def preview_dataset(data_dir, out_path, crop_mode: str = "gt-box", image_size: i
     dataset's class order (see :func:`contact_sheet_image`).
     """
     dataset = load_dataset(data_dir)
-    if crop_mode == "gt-box" and not hasattr(dataset, "sheet"):
+    if crop_mode == "gt-box" and not dataset.annotated:
         crop_mode = "none"  # class-per-folder sets carry no boxes
     splits = make_splits(dataset.records, seed=seed)
     train = [r for r, s in zip(dataset.records, splits["split"], strict=True) if s == "train"]

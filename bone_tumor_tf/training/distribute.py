@@ -52,11 +52,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 
 from bone_tumor_tf.errors import BoneTumorError
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -126,8 +128,8 @@ def check_global_batch(batch_size: int, strategy) -> int:
         raise BoneTumorError(f"--batch-size {batch_size} is the global batch and must be at "
                              f"least the number of replicas ({replicas})")
     if batch_size % replicas:
-        print(f"warning: global batch {batch_size} does not divide evenly across "
-              f"{replicas} replicas", file=sys.stderr)
+        logger.warning("global batch %d does not divide evenly across %d replicas",
+                       batch_size, replicas)
     return batch_size // replicas
 
 

@@ -12,10 +12,12 @@ A run folder holds everything one training run produced::
       checkpoints/       ModelCheckpoint's best model per phase
       state/             what an interrupted run needs to resume: BackupAndRestore
                          folders per phase, and a marker + weights per finished phase
-      bad_files.txt      files skipped with --on-bad-file skip
+      bad_files.txt      bad files found while loading the data (see data.dataset)
 
 A folder holding a finished run (``model.keras`` and ``metrics.json``) is refused unless
-``overwrite``; a folder holding an interrupted run is resumed by the same command.
+``overwrite``; a folder holding an interrupted run is resumed by the same command. The
+steps of a run are :func:`bone_tumor_tf.training.lifecycle.run_training`; this module holds
+the helpers it uses.
 """
 
 from __future__ import annotations
@@ -263,12 +265,10 @@ def save_model_atomic(model, path: Path) -> Path:
     """``model.save`` to a temporary ``.keras`` file, then rename over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(str(tmp))
+    try:
+        model.save(str(tmp))
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed save leaves neither a partial nor a temp file
+        raise
     os.replace(tmp, path)
     return path
-
-
-def write_bad_files(run_dir: Path, failures) -> Path:
-    """``bad_files.txt``: one ``file: problem`` line per skipped file."""
-    return atomic_write_text(run_dir / "bad_files.txt",
-                             "".join(f"{f}\n" for f in failures))

@@ -29,70 +29,51 @@ image's original resolution, next to the all-empty prediction baseline.
 Run folder (see :mod:`bone_tumor_tf.training.runs`): ``config.json``, ``splits.csv``,
 ``history.csv``, ``logs/``, ``metrics.json``, ``report.md``, ``training_curves.png``,
 ``overlay_{best,median,worst}.png``, ``model.json`` (the preprocessing contract) and,
-written last, ``model.keras`` (the best model).
+written last, ``model.keras`` (the best model). The run itself (run folder, resuming,
+seeding, the phase, checkpoints, finalising) is
+:func:`bone_tumor_tf.training.lifecycle.run_training`; :class:`SegmentationTrainer` supplies
+the U-Net, its data and its evaluation.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from bone_tumor_tf.data.dataset import load_run_data
+from bone_tumor_tf.data.pipeline import make_segmentation_dataset
 from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.evaluation.plots import plot_segmentation_curves
+from bone_tumor_tf.evaluation.reports.segmentation import (
+    ARCH_NAMES,
+    write_case_overlays,
+    write_segmentation_report,
+)
+from bone_tumor_tf.evaluation.segmentation import (
+    dice_score,
+    evaluate_segmentation,
+    write_model_sidecar,
+)
+from bone_tumor_tf.evaluation.segmentation_predictions import (
+    predict_probability_maps,
+    predictions_at_original_resolution,
+)
+from bone_tumor_tf.io import atomic_write_json
+from bone_tumor_tf.models.losses import BCEDiceLoss
+from bone_tumor_tf.models.metrics import DiceCoefficient
+from bone_tumor_tf.models.unet import build_unet
 from bone_tumor_tf.training import runs
+from bone_tumor_tf.training.lifecycle import Phase, RunData, Trainer, run_training
+from bone_tumor_tf.training.options import SPLIT_DESCRIPTIONS, SegmentationOptions
+
+logger = logging.getLogger(__name__)
 
 MONITOR, MONITOR_MODE = "val_dice", "max"
 PHASE = "train"
-ARCHS = ("attention-unet", "unet")
-AUGMENTATIONS = ("standard", "none")
-
-
-@dataclass
-class SegmentationOptions:
-    """Every option of a segmentation run (saved in ``config.json``).
-
-    The defaults are tuned on the 400-image synthetic demo set (``data="demo"``): about
-    2.5 CPU minutes (2 cores) for a test Dice near 0.7 against 0.0 for the empty
-    prediction. Batch size 4 (twice the updates per epoch of 8) and ``patience`` 12 (so
-    ``ReduceLROnPlateau``, at ``patience // 2``, does not cut the rate on the noisy early
-    ``val_dice`` of a small validation split) mattered most. On BTXRD use a larger
-    ``image_size`` (e.g. 256), ``base_filters`` (e.g. 32) and more epochs.
-    """
-
-    data: str
-    out: str
-    arch: str = "attention-unet"
-    encoder: str = "none"
-    encoder_weights: str = "none"
-    epochs: int = 25
-    image_size: int = 128
-    base_filters: int = 8
-    depth: int = 4
-    dropout: float = 0.0
-    bn_momentum: float = 0.9
-    batch_size: int = 4
-    lr: float = 2e-3
-    alpha: float = 0.5
-    smooth: float = 1.0
-    threshold: float = 0.5
-    include_normals: bool = False
-    augmentation: str = "standard"
-    patience: int = 12
-    split_by: str = "patient"
-    holdout_center: int | None = None
-    seed: int = 0
-    deterministic: bool = False
-    on_bad_file: str = "stop"
-    overwrite: bool = False
-    cache_dir: str | None = None
-    crop: str = "none"
-    verbose: str | int = "auto"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -113,44 +94,6 @@ class SegmentationSplit:
 
     def __len__(self) -> int:
         return len(self.records)
-
-
-def check_options(options: SegmentationOptions) -> None:
-    """Refuse bad or contradictory options before any work (one-line errors)."""
-    from bone_tumor_tf.models.unet import ENCODERS
-
-    if options.arch not in ARCHS:
-        raise BoneTumorError(f"--arch must be one of {', '.join(ARCHS)}, got {options.arch!r}")
-    if options.encoder not in ENCODERS:
-        raise BoneTumorError(f"--encoder must be one of {', '.join(ENCODERS)}, "
-                             f"got {options.encoder!r}")
-    if options.encoder == "none" and str(options.encoder_weights).lower() != "none":
-        raise BoneTumorError("--encoder-weights needs --encoder resnet50 or densenet121")
-    if options.crop != "none":
-        raise BoneTumorError("segmentation uses the whole image (crop mode none), "
-                             f"got crop {options.crop!r}")
-    if options.augmentation not in AUGMENTATIONS:
-        raise BoneTumorError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}")
-    if options.encoder != "none" and options.depth != 4:
-        raise BoneTumorError("--depth must be 4 with an encoder (the backbone fixes it)")
-    multiple = 32 if options.encoder != "none" else 2 ** options.depth
-    if options.image_size < 32 or options.image_size % multiple:
-        raise BoneTumorError(f"--image-size must be a multiple of {multiple} and >= 32, got "
-                             f"{options.image_size}")
-    if options.base_filters < 1 or options.depth < 1 or options.batch_size < 1:
-        raise BoneTumorError("--base-filters, --depth and --batch-size must be >= 1")
-    if options.epochs < 0 or options.patience < 1:
-        raise BoneTumorError("--epochs must be >= 0 and --patience >= 1")
-    if not options.lr > 0:
-        raise BoneTumorError(f"--lr must be > 0, got {options.lr}")
-    if not 0.0 <= options.alpha <= 1.0:
-        raise BoneTumorError(f"--alpha must be in [0, 1], got {options.alpha}")
-    if not 0.0 < options.threshold < 1.0:
-        raise BoneTumorError(f"--threshold must be in (0, 1), got {options.threshold}")
-    if not 0.0 <= options.dropout < 1.0:
-        raise BoneTumorError(f"--dropout must be in [0, 1), got {options.dropout}")
-    if not 0.0 < options.bn_momentum < 1.0:
-        raise BoneTumorError(f"--bn-momentum must be in (0, 1), got {options.bn_momentum}")
 
 
 def wants_record(record, include_normals: bool) -> bool:
@@ -189,12 +132,6 @@ def build_model(options: SegmentationOptions):
     inference-mode BatchNorm (validation, test) far from the data for the first ~10
     epochs, so ``val_dice`` (the monitored quantity) swings erratically.
     """
-    import keras
-
-    from bone_tumor_tf.models.losses import BCEDiceLoss
-    from bone_tumor_tf.models.metrics import DiceCoefficient
-    from bone_tumor_tf.models.unet import build_unet
-
     try:
         model = build_unet(image_size=options.image_size, base_filters=options.base_filters,
                            depth=options.depth, attention=options.arch == "attention-unet",
@@ -223,11 +160,74 @@ def model_contract(options: SegmentationOptions, data_dir, synthetic: bool,
             "synthetic_data": bool(synthetic)}
 
 
+class SegmentationTrainer(Trainer):
+    """Segmentation's part of the run lifecycle (:mod:`bone_tumor_tf.training.lifecycle`)."""
+
+    monitor, monitor_mode = MONITOR, MONITOR_MODE
+    empty_split_message = ("the {split} split has no annotated images; segmentation needs "
+                           "BTXRD-format data with LabelMe tumor polygons (and enough of them)")
+
+    def __init__(self, options: SegmentationOptions):
+        super().__init__(options)
+        self.dropped = 0
+
+    def load_data(self, run_dir: Path, resuming: bool) -> RunData:
+        options = self.options
+        _, splits, prepared, data_dir, synthetic = load_run_data(
+            options, run_dir, resuming, with_masks=True,
+            records_filter=lambda r: wants_record(r, options.include_normals))
+        data_dir = Path(data_dir).resolve()
+        if not any(r.label != "normal" for r in prepared.records):
+            raise DataError(data_dir, "no tumor images with LabelMe annotations or masks; "
+                                      "segmentation needs BTXRD-format data with tumor "
+                                      "polygons or a mask-folder set (DIR/images + DIR/masks)")
+        arrays, self.dropped = split_data(prepared, splits)
+        if self.dropped:
+            logger.info("left out %d tumor images whose annotation holds no polygon",
+                        self.dropped)
+        counts = {name: {"images": len(part),
+                         "normal": sum(r.label == "normal" for r in part.records)}
+                  for name, part in arrays.items()}
+        return RunData(arrays, data_dir, synthetic,
+                       config={"task": "segmentation", "split_counts": counts,
+                               "tumor_images_without_polygon": self.dropped})
+
+    def build_model(self, data: RunData):
+        return build_model(self.options)
+
+    def phases(self, model, data: RunData) -> list[Phase]:
+        """One phase, ``"train"``."""
+        options, train, val = self.options, data.splits["train"], data.splits["val"]
+        train_ds = make_segmentation_dataset(train.images, train.masks, options.batch_size,
+                                             training=True, augmentation=options.augmentation,
+                                             seed=options.seed)
+        val_ds = make_segmentation_dataset(val.images, val.masks, options.batch_size)
+
+        def start() -> None:
+            logger.info("%s: %s, %s parameters, %d training images, %d epochs at most", PHASE,
+                        options.arch, f"{model.count_params():,}", len(train), options.epochs)
+
+        def fit(callbacks: list) -> None:
+            model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, shuffle=False,
+                      callbacks=callbacks, verbose=options.verbose)
+
+        return [Phase(PHASE, options.epochs, fit, start=start)]
+
+    def after_save(self, model, run_dir: Path, data: RunData) -> None:
+        write_model_sidecar(run_dir / "model.keras",
+                            model_contract(self.options, data.data_dir, data.synthetic,
+                                           model.count_params()))
+
+    def evaluate(self, model, run_dir: Path, data: RunData) -> None:
+        evaluate_run(model, run_dir, data.splits, self.options, data.data_dir, data.synthetic,
+                     self.dropped)
+
+
 def train_segmentation(options: SegmentationOptions, callbacks: list | None = None) -> Path:
     """Train, evaluate and report one segmentation run; returns the run folder.
 
     Args:
-        options: the run's options (see :class:`SegmentationOptions`, :func:`check_options`).
+        options: the run's options (see :class:`SegmentationOptions`; validated again here).
         callbacks: extra Keras callbacks, appended after the run's own (e.g. progress).
 
     Raises:
@@ -235,80 +235,12 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
             ``overwrite``, bad files (unless ``on_bad_file="skip"``), a dataset without
             tumor polygons or with an empty split, missing encoder weights.
     """
-    import keras
-
-    from bone_tumor_tf.data.pipeline import make_segmentation_dataset
-    from bone_tumor_tf.evaluation.segmentation import write_model_sidecar
-    from bone_tumor_tf.training.classification import load_run_data
-
-    check_options(options)
-    run_dir, resuming = runs.prepare_run_dir(options.out, options.overwrite)
-    if resuming:
-        print(f"resuming the interrupted run in {run_dir}", file=sys.stderr)
-    runs.seed_everything(options.seed, options.deterministic)
-    _, splits, prepared, data_dir, synthetic = load_run_data(
-        options, run_dir, resuming, with_masks=True,
-        records_filter=lambda r: wants_record(r, options.include_normals))
-    data_dir = Path(data_dir).resolve()
-    if not any(r.label != "normal" for r in prepared.records):
-        raise DataError(data_dir, "no tumor images with LabelMe annotations or masks; "
-                                  "segmentation needs BTXRD-format data with tumor polygons "
-                                  "or a mask-folder set (DIR/images + DIR/masks)")
-    arrays, dropped = split_data(prepared, splits)
-    if dropped:
-        print(f"left out {dropped} tumor images whose annotation holds no polygon",
-              file=sys.stderr)
-    for name, part in arrays.items():
-        if len(part) == 0:
-            raise DataError(data_dir, f"the {name} split has no annotated images; "
-                                      "segmentation needs BTXRD-format data with LabelMe "
-                                      "tumor polygons (and enough of them)")
-    counts = {name: {"images": len(part),
-                     "normal": sum(r.label == "normal" for r in part.records)}
-              for name, part in arrays.items()}
-    runs.write_config(run_dir, {**options.to_dict(), "task": "segmentation",
-                                "data_dir": str(data_dir), "synthetic_data": synthetic,
-                                "split_counts": counts,
-                                "tumor_images_without_polygon": dropped})
-
-    model = build_model(options)
-    train_ds = make_segmentation_dataset(arrays["train"].images, arrays["train"].masks,
-                                         options.batch_size, training=True,
-                                         augmentation=options.augmentation, seed=options.seed)
-    val_ds = make_segmentation_dataset(arrays["val"].images, arrays["val"].masks,
-                                       options.batch_size)
-    done = runs.phase_done(run_dir, PHASE)
-    if done is not None:
-        model.load_weights(str(done))
-        print(f"{PHASE}: already finished, weights loaded", file=sys.stderr)
-    else:
-        print(f"{PHASE}: {options.arch}, {model.count_params():,} parameters, "
-              f"{len(arrays['train'])} training images, {options.epochs} epochs at most",
-              file=sys.stderr)
-        if options.epochs > 0:
-            model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, shuffle=False,
-                      callbacks=runs.phase_callbacks(run_dir, PHASE, MONITOR, MONITOR_MODE,
-                                                     options.patience)
-                      + list(callbacks or []),
-                      verbose=options.verbose)
-        runs.mark_phase_done(run_dir, PHASE, model)
-    runs.merge_histories(run_dir, [PHASE])
-    model_path = runs.save_model_atomic(model, run_dir / "model.keras.partial.keras")
-    write_model_sidecar(run_dir / "model.keras",
-                        model_contract(options, data_dir, synthetic, model.count_params()))
-    evaluate_run(model, run_dir, arrays, options, data_dir, synthetic, dropped)
-    # model.keras appears last: its presence (with metrics.json) marks a finished run.
-    model_path.replace(run_dir / "model.keras")
-    keras.backend.clear_session()
-    return run_dir
+    return run_training(SegmentationTrainer(options), callbacks)
 
 
 def split_dice(model, arrays: dict[str, SegmentationSplit], threshold: float,
                batch_size: int) -> dict[str, float]:
     """Mean per-image Dice of each split at the model's input resolution."""
-    from bone_tumor_tf.evaluation.segmentation import dice_score
-    from bone_tumor_tf.evaluation.segmentation_predictions import predict_probability_maps
-
     out = {}
     for name, part in arrays.items():
         probs = predict_probability_maps(model, part.images, batch_size)
@@ -321,18 +253,6 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                  options: SegmentationOptions, data_dir, synthetic: bool,
                  dropped: int = 0) -> dict:
     """``metrics.json``, overlays, training curves and ``report.md`` of a trained model."""
-    from bone_tumor_tf.evaluation.plots import plot_segmentation_curves
-    from bone_tumor_tf.evaluation.reports.segmentation import (
-        ARCH_NAMES,
-        write_case_overlays,
-        write_segmentation_report,
-    )
-    from bone_tumor_tf.evaluation.segmentation import evaluate_segmentation
-    from bone_tumor_tf.evaluation.segmentation_predictions import (
-        predictions_at_original_resolution,
-    )
-    from bone_tumor_tf.io import atomic_write_json
-
     test = arrays["test"]
     predictions = predictions_at_original_resolution(model, test.images, test.geometries,
                                                      test.records, options.batch_size)
@@ -360,14 +280,11 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
     for case, path in overlays.items():
         figures[f"{case.capitalize()} test case by Dice (green: ground truth, red: "
                 "prediction)"] = path
-    split_kind = {"patient": "by patient (grouped, stratified 70/15/15)",
-                  "image": "by image (naive stratified 70/15/15, patients may leak)",
-                  "center": "by center (one center held out as test)"}[options.split_by]
     arch_name = ARCH_NAMES[options.arch]
     write_segmentation_report(
         run_dir, metrics, title=f"{arch_name} tumor segmentation",
         data_source=str(data_dir) + (" (synthetic)" if synthetic else ""),
-        split_kind=split_kind,
+        split_kind=SPLIT_DESCRIPTIONS[options.split_by],
         model_info={"architecture": arch_name, "encoder": options.encoder,
                     "encoder weights": options.encoder_weights,
                     "input": f"{options.image_size} px gray",

@@ -1,0 +1,115 @@
+"""Training options that validate themselves, the shared CLI flags, and the Dataset protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bone_tumor_tf.cli import segment as segment_cli
+from bone_tumor_tf.cli import train as train_cli
+from bone_tumor_tf.cli.training_args import SHARED_FIELDS
+from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.training.options import (
+    ENCODERS,
+    ClassifierOptions,
+    SegmentationOptions,
+    TrainingOptions,
+)
+
+BASE = {"data": "demo", "out": "runs/x"}
+
+
+@pytest.mark.parametrize("options_class, overrides, flag", [
+    (ClassifierOptions, {"batch_size": 0}, "--batch-size"),
+    (ClassifierOptions, {"image_size": 16}, "--image-size"),
+    (ClassifierOptions, {"epochs": -1}, "--epochs"),
+    (ClassifierOptions, {"lr": 0.0}, "--lr"),
+    (ClassifierOptions, {"dropout": 1.0}, "--dropout"),
+    (ClassifierOptions, {"patience": 0}, "--patience"),
+    (ClassifierOptions, {"split_by": "hospital"}, "--split-by"),
+    (ClassifierOptions, {"on_bad_file": "ignore"}, "--on-bad-file"),
+    (ClassifierOptions, {"arch": "vgg16"}, "--arch"),
+    (ClassifierOptions, {"augmentation": "mixup"}, "--augmentation"),
+    (ClassifierOptions, {"task": "regression"}, "--task"),
+    (ClassifierOptions, {"unfreeze": "half"}, "--unfreeze"),
+    (ClassifierOptions, {"arch": "resnet50", "weights": "chexpert"}, "--weights chexpert"),
+    (ClassifierOptions, {"feature_views": 2}, "--feature-views"),
+    (ClassifierOptions, {"strategy": "tpu"}, "--strategy"),
+    (SegmentationOptions, {"batch_size": 0}, "--batch-size"),
+    (SegmentationOptions, {"augmentation": "randaugment"}, "--augmentation"),
+    (SegmentationOptions, {"arch": "densenet121"}, "--arch"),
+    (SegmentationOptions, {"crop": "gt-box"}, "crop mode none"),
+    (SegmentationOptions, {"encoder": "vgg16"}, "--encoder"),
+    (SegmentationOptions, {"image_size": 100}, "--image-size"),
+    (SegmentationOptions, {"threshold": 1.0}, "--threshold"),
+    (SegmentationOptions, {"bn_momentum": 1.0}, "--bn-momentum"),
+])
+def test_bad_options_are_refused_in_one_line_naming_the_option(options_class, overrides, flag):
+    with pytest.raises(BoneTumorError) as info:
+        options_class(**BASE, **overrides)
+    assert flag in str(info.value) and "\n" not in str(info.value)
+
+
+def test_validate_checks_a_changed_option_again():
+    options = ClassifierOptions(**BASE)
+    options.accumulate_steps = 3  # does not divide the batch of 32
+    with pytest.raises(BoneTumorError, match="--accumulate-steps"):
+        options.validate()
+
+
+def test_both_trainers_share_the_base_fields():
+    base = [f.name for f in dataclasses.fields(TrainingOptions)]
+    for options_class in (ClassifierOptions, SegmentationOptions):
+        names = [f.name for f in dataclasses.fields(options_class)]
+        assert names[:len(base)] == base
+    assert set(SHARED_FIELDS) == set(base) - {"crop", "verbose"}  # no shared flag for these
+
+
+def test_encoders_agree_with_the_unet_builder():
+    from bone_tumor_tf.models.unet import ENCODERS as UNET_ENCODERS
+
+    assert ENCODERS == UNET_ENCODERS
+
+
+@pytest.mark.parametrize("cli, options_class", [(train_cli, ClassifierOptions),
+                                                (segment_cli, SegmentationOptions)])
+def test_cli_defaults_are_the_options_defaults_and_every_flag_sets_its_field(cli,
+                                                                             options_class):
+    parser = cli.build_parser()
+    args = parser.parse_args(["--data", "d", "--out", "o"])
+    assert cli.options_from_args(args) == options_class(data="d", out="o")
+    fields = {f.name for f in dataclasses.fields(options_class)}
+    dests = {a.dest for a in parser._actions} - {"help", "compare"}
+    assert dests <= fields and set(SHARED_FIELDS) <= dests
+    changed = parser.parse_args(["--data", "d", "--out", "o", "--seed", "7", "--epochs", "0",
+                                 "--split-by", "image", "--deterministic", "--lr", "0.5"])
+    options = cli.options_from_args(changed)
+    assert (options.seed, options.epochs, options.split_by, options.deterministic,
+            options.lr) == (7, 0, "image", True, 0.5)
+
+
+def test_segment_cli_refuses_bad_options_with_exit_status_2(tmp_path, capsys):
+    code = segment_cli.main(["--data", "demo", "--out", str(tmp_path / "r"),
+                             "--image-size", "36"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--image-size" in err
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_both_dataset_kinds_satisfy_the_dataset_protocol(synthetic_btxrd, tmp_path):
+    from bone_tumor_tf.data import load_dataset
+    from bone_tumor_tf.data.dataset import Dataset, load_run_data, resolve_data_dir
+    from bone_tumor_tf.data.synthetic import generate_folders
+
+    folders = generate_folders(tmp_path / "folders", n=8, size=(64, 80))
+    btxrd, per_class = load_dataset(synthetic_btxrd), load_dataset(folders)
+    assert isinstance(btxrd, Dataset) and isinstance(per_class, Dataset)
+    assert btxrd.annotated and not per_class.annotated
+    assert resolve_data_dir(str(synthetic_btxrd)) == (synthetic_btxrd, True)
+    options = ClassifierOptions(data=str(folders), out=str(tmp_path / "run"), crop="gt-box")
+    with pytest.raises(DataError, match="class-per-folder set: use --crop none"):
+        load_run_data(options, tmp_path / "run", resuming=False)
