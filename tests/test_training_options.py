@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
+import numpy as np
 import pytest
 
 from bone_tumor_tf.cli import segment as segment_cli
@@ -106,9 +108,18 @@ def test_both_dataset_kinds_satisfy_the_dataset_protocol(synthetic_btxrd, tmp_pa
     from bone_tumor_tf.data.synthetic import generate_folders
 
     folders = generate_folders(tmp_path / "folders", n=8, size=(64, 80))
+    masks = tmp_path / "masks_set"
+    for sub in ("images", "masks"):
+        (masks / sub).mkdir(parents=True)
+    tumor = np.zeros((40, 48), np.uint8)
+    tumor[10:20, 12:30] = 255
+    for stem, mask in (("a", tumor), ("b", np.zeros_like(tumor))):
+        cv2.imwrite(str(masks / "images" / f"{stem}.png"), np.full_like(tumor, 90))
+        cv2.imwrite(str(masks / "masks" / f"{stem}.png"), mask)
     btxrd, per_class = load_dataset(synthetic_btxrd), load_dataset(folders)
-    assert isinstance(btxrd, Dataset) and isinstance(per_class, Dataset)
-    assert btxrd.annotated and not per_class.annotated
+    mask_set = load_dataset(masks)
+    assert all(isinstance(d, Dataset) for d in (btxrd, per_class, mask_set))
+    assert btxrd.annotated and mask_set.annotated and not per_class.annotated
     assert resolve_data_dir(str(synthetic_btxrd)) == (synthetic_btxrd, True)
     options = ClassifierOptions(data=str(folders), out=str(tmp_path / "run"), crop="gt-box")
     with pytest.raises(DataError, match="class-per-folder set: use --crop none"):
