@@ -247,7 +247,8 @@ def train_classifier(options: ClassifierOptions) -> Path:
     """Train, evaluate and report; returns the run folder. See the module docstring."""
     import keras
 
-    from bone_tumor_tf.models.classifiers import build_classifier, set_head_l2, set_model_metadata
+    from bone_tumor_tf.models.classifiers import build_classifier, set_head_l2
+    from bone_tumor_tf.models.contract import save_with_contract, update_contract
     from bone_tumor_tf.training import distribute
 
     run_dir, resuming = runs.prepare_run_dir(options.out, options.overwrite)
@@ -275,8 +276,8 @@ def train_classifier(options: ClassifierOptions) -> Path:
                                  num_classes=None if options.task == "binary" else num_classes,
                                  image_size=options.image_size, weights=options.weights,
                                  dropout=options.dropout, class_names=list(class_names))
-    set_model_metadata(model, crop_mode=options.crop, data_source=str(data_dir),
-                       synthetic_data=synthetic)
+    update_contract(model, crop_mode=options.crop, data_source=str(data_dir),
+                    synthetic_data=synthetic)
     train, val = arrays["train"], arrays["val"]
     weights = class_weights(train.targets, num_classes)
     # Deterministic runs key shuffling and augmentation on (seed, epoch), so that a resumed
@@ -322,7 +323,8 @@ def train_classifier(options: ClassifierOptions) -> Path:
         runs.mark_phase_done(run_dir, phase_name, model)
     runs.merge_histories(run_dir, [p[0] for p in phases])
     model.trainable = True
-    model_path = runs.save_model_atomic(model, run_dir / "model.keras.partial.keras")
+    # the inference file: contract inside, no optimizer state (that stays in state/)
+    model_path = save_with_contract(model, run_dir / "model.keras.partial.keras")
     evaluate_run(model, run_dir, arrays, class_names, options, data_dir, synthetic)
     # model.keras appears last: its presence (with metrics.json) marks a finished run.
     model_path.replace(run_dir / "model.keras")

@@ -28,8 +28,8 @@ image's original resolution, next to the all-empty prediction baseline.
 
 Run folder (see :mod:`bone_tumor_tf.training.runs`): ``config.json``, ``splits.csv``,
 ``history.csv``, ``logs/``, ``metrics.json``, ``report.md``, ``training_curves.png``,
-``overlay_{best,median,worst}.png``, ``model.json`` (the preprocessing contract) and,
-written last, ``model.keras`` (the best model).
+``overlay_{best,median,worst}.png`` and, written last, ``model.keras`` (the best model,
+its contract inside: :func:`bone_tumor_tf.models.contract.read_contract`).
 """
 
 from __future__ import annotations
@@ -211,18 +211,6 @@ def build_model(options: SegmentationOptions):
     return model
 
 
-def model_contract(options: SegmentationOptions, data_dir, synthetic: bool,
-                   parameters: int) -> dict:
-    """The ``model.json`` sidecar: what a user of ``model.keras`` must do to its inputs."""
-    return {"task": "segmentation", "image_size": options.image_size, "channels": 1,
-            "crop_mode": "none", "input_range": [0, 255], "input": "image", "output": "mask",
-            "output_meaning": "per-pixel tumor probability (sigmoid)",
-            "threshold": options.threshold, "arch": options.arch, "encoder": options.encoder,
-            "base_filters": options.base_filters, "depth": options.depth,
-            "parameters": parameters, "data_source": str(data_dir),
-            "synthetic_data": bool(synthetic)}
-
-
 def train_segmentation(options: SegmentationOptions, callbacks: list | None = None) -> Path:
     """Train, evaluate and report one segmentation run; returns the run folder.
 
@@ -238,7 +226,7 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
     import keras
 
     from bone_tumor_tf.data.pipeline import make_segmentation_dataset
-    from bone_tumor_tf.evaluation.segmentation import write_model_sidecar
+    from bone_tumor_tf.models.contract import save_with_contract, update_contract
     from bone_tumor_tf.training.classification import load_run_data
 
     check_options(options)
@@ -293,9 +281,10 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
                       verbose=options.verbose)
         runs.mark_phase_done(run_dir, PHASE, model)
     runs.merge_histories(run_dir, [PHASE])
-    model_path = runs.save_model_atomic(model, run_dir / "model.keras.partial.keras")
-    write_model_sidecar(run_dir / "model.keras",
-                        model_contract(options, data_dir, synthetic, model.count_params()))
+    update_contract(model, threshold=options.threshold, data_source=str(data_dir),
+                    synthetic_data=bool(synthetic), parameters=int(model.count_params()))
+    # the inference file: contract inside, no optimizer state (that stays in state/)
+    model_path = save_with_contract(model, run_dir / "model.keras.partial.keras")
     evaluate_run(model, run_dir, arrays, options, data_dir, synthetic, dropped)
     # model.keras appears last: its presence (with metrics.json) marks a finished run.
     model_path.replace(run_dir / "model.keras")
