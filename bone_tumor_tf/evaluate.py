@@ -17,8 +17,8 @@ from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
 from bone_tumor_tf.data.splits import load_splits
 from bone_tumor_tf.errors import DataError, ModelFileError
 from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation
-from bone_tumor_tf.evaluation.segmentation import is_segmentation_model
-from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
+from bone_tumor_tf.inference import predict_probabilities
+from bone_tumor_tf.models import is_segmentation_model, load_model, read_contract
 from bone_tumor_tf.training.runs import read_history
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         raise ModelFileError(f"{model_path}: a segmentation model; its test-split evaluation "
                              "is the run's report.md (compare runs with bone-tumor evaluate "
                              "--compare RUN1 RUN2)")
-    contract = model_contract(model)
+    contract = read_contract(model)
     data_dir, synthetic = resolve_data_dir(str(data))
     dataset = load_dataset(data_dir)
     records = list(dataset.records)
@@ -53,16 +53,16 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         records = [r for r in records if r.image_id in wanted]
         if not records:
             raise DataError(splits_csv, f"no image of split {split!r} is in {data_dir}")
-    crop = contract["crop_mode"]
+    crop = contract.crop_mode
     if crop == "gt-box" and not dataset.annotated:
         raise DataError(data_dir, "model was trained with crop mode gt-box, which needs "
                                   "BTXRD annotations")
-    prepared = prepare_images(records, int(contract["image_size"]), crop_mode=crop, seed=seed)
+    prepared = prepare_images(records, contract.image_size, crop_mode=crop, seed=seed)
     if prepared.failures:
         first = prepared.failures[0]
         raise DataError(first.file, f"{first.problem} ({len(prepared.failures)} bad files)")
-    class_names = list(contract["class_names"])
-    targets = encode_labels([r.label for r in records], dataset.class_names, contract["task"])
+    class_names = list(contract.class_names)
+    targets = encode_labels([r.label for r in records], dataset.class_names, contract.task)
     probs = predict_probabilities(model, prepared.images, batch_size)
     histories = [read_history(path)
                  for path in sorted(model_path.parent.glob("history_phase*.csv"))]
@@ -75,7 +75,7 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         title=f"Evaluation of {model_path.name} on the {split} split",
         data_source=str(data_dir) + (" (synthetic)" if synthetic else ""),
         split_kind=f"{split} split from {splits_csv if split != 'all' else 'all images'}",
-        crop_mode=crop, model_info={k: contract.get(k) for k in
+        crop_mode=crop, model_info={k: getattr(contract, k) for k in
                                     ("arch", "task", "image_size", "weights_source")},
         synthetic=synthetic)
     logger.info("%d images, accuracy %.3f", len(records), metrics["accuracy"])

@@ -1,4 +1,4 @@
-"""Classifiers: flat graphs, heads, in-graph normalisation, weights sources, metadata, freezing."""
+"""Classifiers: flat graphs, heads, in-graph normalisation, weights sources, contract, freezing."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import save_and_reload
 
 from bone_tumor_tf.errors import ModelFileError, WeightsNotFoundError
 from bone_tumor_tf.models import (
     ModelConfigError,
+    attach_contract,
     backbone_layer_names,
     build_classifier,
-    get_model_metadata,
     head_layer_names,
     last_conv_layer_name,
-    load_classifier,
+    load_model,
+    read_contract,
+    save_with_contract,
     set_head_l2,
-    set_model_metadata,
     set_trainable_for_phase,
+    update_contract,
 )
 from bone_tumor_tf.models.chexpert import densenet121_weighted_layers
 from bone_tumor_tf.models.weights import DEFAULT_CHEXPERT_WEIGHTS, save_layer_weights
@@ -64,8 +67,10 @@ def test_graph_is_flat_and_gradcam_layer_reachable(built, arch, gradcam, inner):
     model = built(arch, "binary")
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
     names = [layer.name for layer in model.layers]
-    for name in inner + [gradcam, "image", "metadata", "gray_to_rgb", "predictions"]:
+    for name in inner + [gradcam, "image", "gray_to_rgb", "predictions"]:
         assert name in names
+    # standard Keras layers only: the saved file loads where bone_tumor_tf is not installed
+    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
     assert last_conv_layer_name(model) == gradcam
     assert model.get_layer(gradcam).output.shape == (None, 1, 1, 2048 if arch == "resnet50"
                                                      else 1024)
@@ -120,11 +125,11 @@ def test_heads(built, arch, task, head):
     assert np.all((out >= 0) & (out <= 1))
     if task == "multiclass":
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
-    meta = get_model_metadata(model)
-    assert meta["arch"] == arch and meta["task"] == task and meta["image_size"] == SIZE
-    assert meta["channels"] == 1 and meta["weights_source"] == "none"
-    assert meta["class_names"] == (["normal", "tumor"] if task == "binary"
-                                   else ["normal", "benign", "malignant"])
+    contract = read_contract(model)
+    assert contract.arch == arch and contract.task == task and contract.image_size == SIZE
+    assert contract.channels == 1 and contract.weights_source == "none"
+    assert list(contract.class_names) == (["normal", "tumor"] if task == "binary"
+                                          else ["normal", "benign", "malignant"])
 
 
 def test_mixed_precision_keeps_output_and_preprocessing_float32():
@@ -134,8 +139,7 @@ def test_mixed_precision_keeps_output_and_preprocessing_float32():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("conv1_conv").compute_dtype == "float16"
-    for name in ("metadata", "gray_to_rgb", "preprocess_rescale", "preprocess_normalize",
-                 "predictions"):
+    for name in ("gray_to_rgb", "preprocess_rescale", "preprocess_normalize", "predictions"):
         assert model.get_layer(name).compute_dtype == "float32"
     assert model(gray_images(), training=False).dtype == tf.float32
 
@@ -256,7 +260,7 @@ def test_fake_imagenet_file_reaches_the_classifier(monkeypatch, tmp_path):
 
     model = build_classifier("resnet50", "binary", image_size=SIZE, weights="imagenet")
     assert_same_backbone_weights(source, model)
-    assert get_model_metadata(model)["weights_source"] == (
+    assert read_contract(model).weights_source == (
         "imagenet:resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
     # A file that does not fit the architecture is refused in one line.
@@ -275,17 +279,16 @@ def test_keras3_weights_file_as_plain_path(tmp_path):
     source.save_weights(path)
     model = build_classifier("densenet121", image_size=SIZE, weights=str(path))
     assert_same_backbone_weights(source, model)
-    meta = get_model_metadata(model)
-    assert meta["weights_source"] == "file:backbone.weights.h5"
-    assert meta["normalization"] == "torch" and meta["backbone_channels"] == 3
+    contract = read_contract(model)
+    assert contract.weights_source == "file:backbone.weights.h5"
+    assert contract.normalization == "torch" and contract.details["backbone_channels"] == 3
 
 
 def test_saved_classifier_of_an_earlier_run_initialises_the_backbone(built, tmp_path):
     """A run's model.keras as --weights: same backbone weights at another size and task,
     with a fresh head and the saved model's normalisation."""
     source = built("resnet50", "multiclass")
-    path = tmp_path / "gt-box-run.keras"
-    source.save(path)
+    path = save_with_contract(source, tmp_path / "gt-box-run.keras")
     model = build_classifier("resnet50", "binary", image_size=2 * SIZE, weights=str(path))
     copied = [n for n in weighted(model) if n in weighted(source)
               and not n.startswith("head_") and n != "predictions"]
@@ -295,9 +298,9 @@ def test_saved_classifier_of_an_earlier_run_initialises_the_backbone(built, tmp_
                         model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
     assert model.get_layer("predictions").get_weights()[0].shape[-1] == 1
-    meta = get_model_metadata(model)
-    assert meta["weights_source"] == "model:gt-box-run.keras"
-    assert meta["normalization"] == "caffe" and meta["image_size"] == 2 * SIZE
+    contract = read_contract(model)
+    assert contract.weights_source == "model:gt-box-run.keras"
+    assert contract.normalization == "caffe" and contract.image_size == 2 * SIZE
     with pytest.raises(ModelConfigError, match="resnet50 classifier cannot initialise a "
                                                "densenet121"):
         build_classifier("densenet121", image_size=SIZE, weights=str(path))
@@ -327,9 +330,9 @@ def test_chexpert_weights_one_channel_backbone(monkeypatch, tmp_path):
         assert_same_backbone_weights(source, model)
         assert "gray_to_rgb" not in [layer.name for layer in model.layers]
         assert model.get_layer("conv1_conv").kernel.shape == (7, 7, 1, 64)
-        meta = get_model_metadata(model)
-        assert meta["weights_source"] == f"chexpert:{DEFAULT_CHEXPERT_WEIGHTS}"
-        assert meta["normalization"] == "xrv" and meta["backbone_channels"] == 1
+        contract = read_contract(model)
+        assert contract.weights_source == f"chexpert:{DEFAULT_CHEXPERT_WEIGHTS}"
+        assert contract.normalization == "xrv" and contract.details["backbone_channels"] == 1
         assert last_conv_layer_name(model) == "relu"
 
     x = gray_images(seed=2)
@@ -342,36 +345,42 @@ def test_chexpert_weights_one_channel_backbone(monkeypatch, tmp_path):
                                rtol=1e-4, atol=1e-4)
 
 
-# --------------------------------------------------------------------------- metadata
+# --------------------------------------------------------------------------- contract
 
 
-def test_metadata_round_trips_through_keras_file(built, tmp_path):
+def test_contract_round_trips_through_keras_file(built, tmp_path):
     model = built("densenet121", "binary")
-    meta = set_model_metadata(model, crop_mode="bbox_pad", class_names=("normal", "tumor"),
-                              extra={"seed": 7})
-    assert meta["crop_mode"] == "bbox_pad" and meta["class_names"] == ["normal", "tumor"]
-    path = tmp_path / "model.keras"
-    model.save(path)
+    original = read_contract(model)
+    try:
+        contract = update_contract(model, crop_mode="gt-box", class_names=("normal", "tumor"),
+                                   extra={"seed": 7})
+        assert contract.crop_mode == "gt-box" and contract.class_names == ("normal", "tumor")
+        assert contract.details["extra"] == {"seed": 7}
+        loaded, path = save_and_reload(model, tmp_path / "model.keras")
+    finally:
+        attach_contract(model, original)  # the model is shared by other tests
 
-    assert get_model_metadata(path) == meta  # read from config.json, no model built
-    loaded = keras.models.load_model(path, safe_mode=True)
-    assert get_model_metadata(loaded) == meta
-    assert not any(isinstance(layer, keras.Model) for layer in loaded.layers)
-    assert get_model_metadata(load_classifier(path)) == meta
+    saved = read_contract(path)  # read from the archive, no model built
+    assert saved.replace(versions={}) == contract
+    assert saved.versions["keras"] == keras.__version__ and "bone_tumor_tf" in saved.versions
+    assert read_contract(loaded) == saved
+    plain = keras.saving.load_model(path, safe_mode=True)
+    assert not any(isinstance(layer, keras.Model) for layer in plain.layers)
     assert last_conv_layer_name(loaded) == "relu"
     x = gray_images(seed=3)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
 
     with pytest.raises(ModelConfigError):
-        set_model_metadata(model, bad=object())
+        update_contract(model, bad=object())
     junk = tmp_path / "junk.keras"
     junk.write_text("not a zip")
     with pytest.raises(ModelFileError, match="not a .keras model archive"):
-        get_model_metadata(junk)
+        read_contract(junk)
     with pytest.raises(ModelFileError, match="cannot load model"):
-        load_classifier(junk)
-    with pytest.raises(ModelFileError, match="has no 'metadata' layer"):
-        set_model_metadata(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), a=1)
+        load_model(junk)
+    with pytest.raises(ModelFileError, match="not a square image batch"):
+        update_contract(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), a=1)
 
 
 # --------------------------------------------------------------------------- freezing

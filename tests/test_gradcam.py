@@ -38,10 +38,11 @@ from bone_tumor_tf.explain.localization import (  # noqa: E402
     top_fraction_iou,
 )
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap, side_by_side_panel  # noqa: E402
-from bone_tumor_tf.models.classifiers import (  # noqa: E402
+from bone_tumor_tf.models import (  # noqa: E402
     build_classifier,
     last_conv_layer_name,
-    set_model_metadata,
+    save_with_contract,
+    update_contract,
 )
 
 SIZE = 64
@@ -78,7 +79,7 @@ def trained_resnet(synthetic_set):
     keras.utils.set_random_seed(0)
     model = build_classifier("resnet50", "binary", image_size=SIZE, weights="none",
                              dropout=0.0)
-    set_model_metadata(model, crop_mode="none")
+    update_contract(model, crop_mode="none")
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.5
@@ -115,9 +116,8 @@ def softmax_explainer(softmax_model):
 
 @pytest.fixture(scope="module")
 def saved_model(trained_resnet, tmp_path_factory):
-    path = tmp_path_factory.mktemp("gradcam_model") / "m.keras"
-    trained_resnet[0].save(path)
-    return path
+    return save_with_contract(trained_resnet[0],
+                              tmp_path_factory.mktemp("gradcam_model") / "m.keras")
 
 
 # --------------------------------------------------------------------------- target layer

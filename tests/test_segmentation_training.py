@@ -25,17 +25,13 @@ from bone_tumor_tf.evaluation.reports.segmentation import (
     select_cases,
     write_comparison_report,
 )
-from bone_tumor_tf.evaluation.segmentation import (
-    SIDECAR_NAME,
-    empty_prediction_baseline,
-    read_model_sidecar,
-)
+from bone_tumor_tf.evaluation.segmentation import empty_prediction_baseline
 from bone_tumor_tf.evaluation.segmentation_predictions import (
     predict_masks,
     predictions_at_original_resolution,
 )
 from bone_tumor_tf.explain.overlay import overlay_masks
-from bone_tumor_tf.inference import load_model
+from bone_tumor_tf.models import load_model, read_contract
 from bone_tumor_tf.training.segmentation import (
     SegmentationOptions,
     build_model,
@@ -71,7 +67,7 @@ def _load_cli():
 
 def test_run_folder_contents_and_metrics(attention_run, synthetic_btxrd):
     run_dir, options = attention_run
-    for name in ("model.keras", SIDECAR_NAME, "config.json", "splits.csv", "history.csv",
+    for name in ("model.keras", "config.json", "splits.csv", "history.csv",
                  "metrics.json", "report.md", "training_curves.png",
                  *(f"overlay_{case}.png" for case in OVERLAY_CASES)):
         assert (run_dir / name).is_file(), name
@@ -99,9 +95,12 @@ def test_run_folder_contents_and_metrics(attention_run, synthetic_btxrd):
 
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history["epoch"]) == [1, 2] and "val_dice" in history
-    sidecar = read_model_sidecar(run_dir / "model.keras")
-    assert sidecar["task"] == "segmentation" and sidecar["image_size"] == 32
-    assert sidecar["crop_mode"] == "none" and sidecar["arch"] == "attention-unet"
+    # the contract travels inside model.keras (no model.json beside it any more)
+    contract = read_contract(run_dir / "model.keras")
+    assert contract.task == "segmentation" and contract.image_size == 32
+    assert contract.crop_mode == "none" and contract.arch == "attention-unet"
+    assert contract.threshold == options.threshold and contract.details["depth"] == 3
+    assert contract.details["synthetic_data"] is True and not (run_dir / "model.json").exists()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["options"]["include_normals"] is True
 

@@ -51,11 +51,12 @@ def test_saved_model_loads_safely_and_reproduces_the_reported_test_accuracy(fini
                                                                             synthetic_btxrd):
     from bone_tumor_tf.data import load_dataset
     from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
-    from bone_tumor_tf.inference import load_model, model_contract, predict_probabilities
+    from bone_tumor_tf.inference import predict_probabilities
+    from bone_tumor_tf.models import load_model, read_contract
 
     model = load_model(finished_run / "model.keras")  # safe_mode=True inside
-    contract = model_contract(model)
-    assert contract["crop_mode"] == "none" and contract["class_names"] == ["normal", "tumor"]
+    contract = read_contract(model)
+    assert contract.crop_mode == "none" and contract.class_names == ("normal", "tumor")
     dataset = load_dataset(synthetic_btxrd)
     splits = pd.read_csv(finished_run / "splits.csv")
     test_ids = set(splits.loc[splits["split"] == "test", "image_id"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import save_and_reload
 
 from bone_tumor_tf.errors import WeightsNotFoundError
-from bone_tumor_tf.models import unet
+from bone_tumor_tf.models import read_contract, unet
 from bone_tumor_tf.models.losses import BCEDiceLoss
 from bone_tumor_tf.models.metrics import DiceCoefficient
 from bone_tumor_tf.models.unet import (
@@ -143,6 +144,16 @@ def test_unet_layer_names_and_filters():
 def test_unet_other_depth():
     model = build_unet(image_size=24, base_filters=4, depth=3)
     assert model.predict(_images(1, 24), verbose=0).shape == (1, 24, 24, 1)
+    # depth 3: three encoder levels and three pools, a bottleneck at 24 / 2**3 = 3 px with
+    # 4 * 2**3 filters, and three decoder levels back up to full resolution
+    names = [layer.name for layer in model.layers]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert [layer.name for layer in pools] == ["enc1_pool", "enc2_pool", "enc3_pool"]
+    assert not any(name.startswith(("enc4", "dec4")) for name in names)
+    bottleneck = model.get_layer("bottleneck_2_relu").output
+    assert tuple(bottleneck.shape) == (None, 3, 3, 32)
+    assert [model.get_layer(f"dec{i}_upconv").output.shape[1] for i in (3, 2, 1)] == [6, 12, 24]
+    assert read_contract(model).details["depth"] == 3
 
 
 @pytest.mark.parametrize("encoder", ["resnet50", "densenet121"])
@@ -175,15 +186,21 @@ def test_save_load_attention_unet_same_output(tmp_path, encoder):
     size = 32 if encoder == "none" else 64
     model = build_unet(image_size=size, base_filters=4, attention=True, encoder=encoder, dropout=0.1)
     model.compile(optimizer="adam", loss=BCEDiceLoss(alpha=0.3), metrics=[DiceCoefficient()])
-    path = tmp_path / "attention_unet.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
+    loaded, path = save_and_reload(model, tmp_path / "attention_unet.keras")
     x = _images(2, size, seed=5)
     np.testing.assert_allclose(
         np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6
     )
-    assert isinstance(loaded.loss, BCEDiceLoss) and loaded.loss.alpha == pytest.approx(0.3)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    contract = read_contract(loaded)
+    assert contract == read_contract(path) and contract.task == "segmentation"
+    assert contract.normalization == ("unit" if encoder == "none" else "caffe")
+    assert not loaded.compiled  # the inference file holds no loss, metric or optimizer
+    # a training checkpoint (plain model.save) keeps the compile state
+    checkpoint = tmp_path / "checkpoint.keras"
+    model.save(checkpoint)
+    restored = keras.models.load_model(checkpoint, safe_mode=True)
+    assert isinstance(restored.loss, BCEDiceLoss) and restored.loss.alpha == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize(

@@ -40,19 +40,16 @@ def build_parser(prog: str = "bone-tumor predict"):
     parser.add_argument("--out", default=None,
                         help="output folder for segmentation masks and overlays")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="mask threshold (segmentation; default: the run's, from "
-                             "model.json, else 0.5)")
+                        help="mask threshold (segmentation; default: the one in the "
+                             "model's contract, else 0.5)")
     return parser
 
 
 def run(args) -> int:
     # lazy: TensorFlow takes seconds to load; --help and option errors should not wait.
-    from bone_tumor_tf.inference import expand_inputs, load_model, model_contract
-    from bone_tumor_tf.inference.predict import (
-        is_segmentation_model,
-        predict_classifier,
-        predict_segmentation,
-    )
+    from bone_tumor_tf.inference import expand_inputs
+    from bone_tumor_tf.inference.predict import predict_classifier, predict_segmentation
+    from bone_tumor_tf.models import is_segmentation_model, load_model, read_contract
 
     model = load_model(args.model)
     files = expand_inputs(args.inputs)
@@ -62,12 +59,12 @@ def run(args) -> int:
         if not args.out:
             raise BoneTumorError("--out is required for a segmentation model (masks are "
                                  "written as PNG files)")
-        for row in predict_segmentation(model, args.model, files, args.out, args.threshold,
+        for row in predict_segmentation(model, files, args.out, args.threshold,
                                         args.batch_size):
             print(json.dumps(row) if args.json else
                   "  ".join(f"{k}={v}" for k, v in row.items()))
         return EXIT_OK
-    names = list(model_contract(model)["class_names"])
+    names = list(read_contract(model).class_names)
     if not args.json:
         print("file\tpredicted\t" + "\t".join(f"p({n})" for n in names))
     failed = 0

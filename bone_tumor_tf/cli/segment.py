@@ -29,7 +29,7 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
         description="Train a U-Net or Attention U-Net on the tumor polygons of BTXRD-format "
                     "data (whole image padded to square), evaluate it on the held-out test "
                     "split at the original resolution against an empty prediction, and write "
-                    "a run folder (model.keras, model.json, config.json, splits.csv, "
+                    "a run folder (model.keras, config.json, splits.csv, "
                     "history.csv, metrics.json, report.md, overlays).",
         epilog=EXAMPLES, formatter_class=HelpFormatter)
     groups = add_training_arguments(

@@ -19,82 +19,28 @@ probability maps and masks it scores come from
 (maps brought back through each image's pad/resize geometry, LabelMe polygons rasterised
 at the original resolution).
 
-Also here, until the model contract replaces it: ``model.json``, the sidecar holding a
-segmentation model's preprocessing contract (:func:`write_model_sidecar`). Runs are
-compared by :func:`bone_tumor_tf.evaluation.reports.segmentation.write_comparison_report`
+Runs are compared by :func:`bone_tumor_tf.evaluation.reports.segmentation.write_comparison_report`
 (command: ``bone-tumor evaluate --compare RUN1 RUN2 --out comparison.md``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bone_tumor_tf.errors import ModelFileError
-from bone_tumor_tf.io import atomic_write_json
-
 __all__ = [
-    "SIDECAR_NAME",
     "dice_score",
     "empty_prediction_baseline",
     "evaluate_segmentation",
     "iou_score",
-    "is_segmentation_model",
-    "read_model_sidecar",
     "resize_mask",
     "segmentation_report",
-    "write_model_sidecar",
 ]
-
-#: File name of the preprocessing contract written next to ``model.keras``.
-SIDECAR_NAME = "model.json"
-
-
-# --------------------------------------------------------------------------- contract
-
-
-def write_model_sidecar(model_path: str | Path, contract: Mapping) -> Path:
-    """Write ``model.json`` (JSON, atomically) next to ``model_path``; returns its path.
-
-    ``contract`` should hold at least ``task`` (``"segmentation"``), ``image_size`` (S),
-    ``channels`` (1), ``crop_mode`` (``"none"``: whole image, aspect-preserving pad to
-    square), ``input_range`` (``[0, 255]``), ``arch`` and ``threshold``.
-    """
-    return atomic_write_json(Path(model_path).with_name(SIDECAR_NAME), dict(contract))
-
-
-def read_model_sidecar(model_path: str | Path) -> dict | None:
-    """The ``model.json`` next to ``model_path`` as a dict, or None when there is none.
-
-    Raises:
-        ModelFileError: the sidecar exists but is not a JSON object.
-    """
-    path = Path(model_path).with_name(SIDECAR_NAME)
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path}: unreadable model sidecar ({error})") from None
-    if not isinstance(content, dict):
-        raise ModelFileError(f"{path}: model sidecar is not a JSON object")
-    return content
-
-
-def is_segmentation_model(model) -> bool:
-    """True when ``model`` maps ``(N, S, S, C)`` to a one-channel map ``(N, S, S, 1)``."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        return False
-    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
-    return len(out_shape) == 4 and out_shape[-1] == 1 and out_shape[1:3] == in_shape[1:3]
-
 
 # --------------------------------------------------------------------------- metrics
 

@@ -27,10 +27,11 @@ import numpy as np
 from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.preprocess import CropGeometry, map_to_original
 from bone_tumor_tf.errors import BoneTumorError, ModelFileError
-from bone_tumor_tf.evaluation.segmentation import is_segmentation_model
 from bone_tumor_tf.explain.overlay import overlay_masks
-from bone_tumor_tf.inference import expand_inputs, load_input, load_model
+from bone_tumor_tf.inference import expand_inputs, load_input
 from bone_tumor_tf.io import unique_stems, write_png
+from bone_tumor_tf.models.contract import is_segmentation_model
+from bone_tumor_tf.models.loading import load_model
 
 __all__ = [
     "OriginalResolutionPredictions",

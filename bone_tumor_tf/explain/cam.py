@@ -30,7 +30,7 @@ tf-keras-vis 0.8.7 on Keras 3.15 / TensorFlow 2.21 (``tf.keras`` is Keras 3 here
 what was checked and what is worked around:
 
 * Works unchanged: ``clone_model`` + ``set_weights`` of the flat functional classifiers
-  (including the custom ``ModelMetadata`` layer and models loaded from ``.keras``),
+  (including models loaded from ``.keras``),
   ``ReplaceToLinear`` (``model.output_names`` exists in Keras 3), the gradient tape of
   ``Gradcam`` / ``GradcamPlusPlus``, ``CategoricalScore`` with a list of per-image
   indices, ``BinaryScore`` with a list of per-image booleans.
@@ -115,7 +115,7 @@ def conv_like_layer_names(model) -> list[str]:
     """Backbone layers with a 4-D output ``(batch, h, w, channels)``, in model order.
 
     These are the layers a CAM can be taken at (convolutions, BN, activations, adds,
-    pools); the input, ``metadata``, preprocessing and head layers are left out.
+    pools); the input, preprocessing and head layers are left out.
     """
     names = set(backbone_layer_names(model))
     out = []

@@ -51,8 +51,9 @@ from bone_tumor_tf.explain.localization import (
 )
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap, side_by_side_panel
 from bone_tumor_tf.explain.report import METHOD_LABELS, localization_metrics, write_cam_outputs
-from bone_tumor_tf.inference import expand_inputs, load_input, load_model, model_contract
+from bone_tumor_tf.inference import expand_inputs, load_input
 from bone_tumor_tf.io import unique_stems
+from bone_tumor_tf.models import load_model, read_contract
 
 logger = logging.getLogger(__name__)
 
@@ -337,9 +338,9 @@ def explain(options: CamOptions) -> list[str]:
     items, splits_path = collect_items(options)
 
     model = load_model(model_path)
-    contract = model_contract(model)
-    class_names = [str(c) for c in contract["class_names"]]
-    crop_mode = str(contract["crop_mode"])
+    contract = read_contract(model)
+    class_names = list(contract.class_names)
+    crop_mode = contract.crop_mode
     target = _target_spec(options.target_class, class_names)
     explainer = CamExplainer(model, layer_name=options.layer,
                              scorecam_max_n=options.scorecam_max_n)
@@ -347,7 +348,7 @@ def explain(options: CamOptions) -> list[str]:
         logger.warning("this model was trained on images cropped to the ground-truth tumor "
                        "box (crop mode gt-box); whole radiographs are outside its training "
                        "distribution")
-    prepare_items(items, int(contract["image_size"]), gt_box=crop_mode == "gt-box")
+    prepare_items(items, contract.image_size, gt_box=crop_mode == "gt-box")
     if crop_mode == "gt-box" and options.data is not None:
         uncropped = sum(1 for it in items if it.record.label != "normal"
                         and it.annotation is None)

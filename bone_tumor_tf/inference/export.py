@@ -13,31 +13,13 @@ import logging
 from pathlib import Path
 
 from bone_tumor_tf.errors import BoneTumorError
-from bone_tumor_tf.evaluation.segmentation import is_segmentation_model, read_model_sidecar
-from bone_tumor_tf.inference.inputs import load_model, model_contract
 from bone_tumor_tf.io import atomic_write_json
+from bone_tumor_tf.models.contract import read_contract
+from bone_tumor_tf.models.loading import load_model
 
 logger = logging.getLogger(__name__)
 
 CONTRACT_FILE_NAME = "contract.json"
-
-
-def read_contract(model, model_path: str | Path) -> dict:
-    """The contract of a loaded model: what a server needs to prepare its inputs.
-
-    Classifiers carry it in the model (:func:`~bone_tumor_tf.inference.model_contract`);
-    segmentation models in the ``model.json`` sidecar beside the file, completed with the
-    input shape. The one place that reads a contract for export.
-    """
-    if not is_segmentation_model(model):
-        return model_contract(model)
-    contract = dict(read_model_sidecar(model_path) or {})
-    shape = model.inputs[0].shape
-    contract.setdefault("task", "segmentation")
-    contract.setdefault("image_size", int(shape[1]))
-    contract.setdefault("channels", int(shape[-1]))
-    contract.setdefault("crop_mode", "none")
-    return contract
 
 
 def export_saved_model(model_path: str | Path, out_dir: str | Path) -> Path:
@@ -56,7 +38,7 @@ def export_saved_model(model_path: str | Path, out_dir: str | Path) -> Path:
         raise BoneTumorError(f"{out_dir}: exists and is not an empty folder; choose a new "
                              "--out (e.g. the next version number)")
     model = load_model(model_path)
-    contract = read_contract(model, model_path)
+    contract = read_contract(model).to_dict()  # the one in the .keras file
     model.export(str(out_dir), format="tf_saved_model", verbose=False)
     atomic_write_json(out_dir / CONTRACT_FILE_NAME, contract)
     logger.debug("exported %s to %s (contract: %s)", model_path, out_dir, contract)

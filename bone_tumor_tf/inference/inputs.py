@@ -1,8 +1,9 @@
-"""Loading saved models and bringing new images to them: shared by predict, evaluate, Grad-CAM.
+"""Bringing new images to saved models: shared by predict, evaluate and Grad-CAM.
 
-A model saved by this toolkit carries its preprocessing contract in its metadata
-(``image_size``, ``channels``, ``crop_mode``, ``class_names``, ``task``); see
-:func:`bone_tumor_tf.models.classifiers.get_model_metadata`.
+A model saved by this toolkit carries its preprocessing contract (``image_size``,
+``channels``, ``crop_mode``, ``class_names``, ``task``) inside its ``.keras`` file: load it
+with :func:`bone_tumor_tf.models.loading.load_model` and read it with
+:func:`bone_tumor_tf.models.contract.read_contract`.
 """
 
 from __future__ import annotations
@@ -15,59 +16,6 @@ import numpy as np
 
 from bone_tumor_tf.data.images import is_dicom_file, is_image_file, read_image_with_scale
 from bone_tumor_tf.data.preprocess import CropGeometry, apply_geometry, plan_geometry
-from bone_tumor_tf.errors import ModelFileError
-
-
-def load_model(path: str | Path, compile: bool = False):
-    """Load a ``.keras`` model with ``safe_mode=True``; one-line errors naming the file.
-
-    Raises:
-        ModelFileError: missing file, not a ``.keras`` archive, or a file that needs
-            unsafe deserialisation (a ``Lambda`` layer) or an unknown custom object.
-    """
-    import keras
-
-    import bone_tumor_tf.models.classifiers  # noqa: F401
-    import bone_tumor_tf.models.losses  # noqa: F401 - registers the serialisable custom objects
-    import bone_tumor_tf.models.metrics  # noqa: F401
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{path}: expected a .keras model file")
-    try:
-        return keras.models.load_model(path, safe_mode=True, compile=compile)
-    except ValueError as error:
-        text = str(error)
-        if "Lambda" in text or "safe_mode" in text:
-            raise ModelFileError(f"{path}: refused to load: it contains a Lambda layer (arbitrary "
-                                 "code); only models built from registered layers load "
-                                 "safely") from None
-        if "Could not locate" in text or "Unknown" in text:
-            first = text.strip().splitlines()[0]
-            raise ModelFileError(f"{path}: unknown custom object ({first[:200]})") from None
-        raise ModelFileError(f"{path}: cannot load model ({text.splitlines()[0][:200]})") from None
-    except Exception as error:  # zip/h5 errors of a damaged file
-        raise ModelFileError(f"{path}: cannot load model ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
-
-
-def model_contract(model) -> dict:
-    """The model's preprocessing contract, with defaults for models built elsewhere."""
-    from bone_tumor_tf.models.classifiers import get_model_metadata
-
-    meta = dict(get_model_metadata(model))
-    shape = model.inputs[0].shape
-    meta.setdefault("image_size", int(shape[1]))
-    meta.setdefault("channels", int(shape[-1]))
-    meta["crop_mode"] = meta.get("crop_mode") or "none"
-    if not meta.get("class_names"):
-        outputs = int(model.outputs[0].shape[-1])
-        meta["class_names"] = ["normal", "tumor"] if outputs == 1 else [
-            f"class_{i}" for i in range(outputs)]
-    meta.setdefault("task", "binary" if int(model.outputs[0].shape[-1]) == 1 else "multiclass")
-    return meta
 
 
 @dataclass

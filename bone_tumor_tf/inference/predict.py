@@ -17,15 +17,11 @@ import numpy as np
 
 from bone_tumor_tf.data.pipeline import default_workers
 from bone_tumor_tf.errors import DataError
-from bone_tumor_tf.evaluation.segmentation import read_model_sidecar
 from bone_tumor_tf.evaluation.segmentation_predictions import predict_masks
-from bone_tumor_tf.inference.inputs import load_input, model_contract
+from bone_tumor_tf.inference.inputs import load_input
+from bone_tumor_tf.models.contract import read_contract
 
 logger = logging.getLogger(__name__)
-
-
-def is_segmentation_model(model) -> bool:
-    return len(model.outputs[0].shape) == 4
 
 
 def batch_probabilities(model, images: np.ndarray) -> np.ndarray:
@@ -52,9 +48,9 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
     on tumor-box crops (crop mode ``gt-box``) gets a warning: whole radiographs differ from
     what it saw.
     """
-    contract = model_contract(model)
-    names, size = list(contract["class_names"]), int(contract["image_size"])
-    if contract.get("crop_mode") == "gt-box":
+    contract = read_contract(model)
+    names, size = list(contract.class_names), contract.image_size
+    if contract.crop_mode == "gt-box":
         logger.warning("this model was trained on images cropped to the ground-truth tumor "
                        "box (crop mode gt-box); whole radiographs given here differ from "
                        "what it saw in training, so its probabilities are not calibrated "
@@ -93,13 +89,13 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
                       else "", file=sys.stderr, flush=True)
 
 
-def predict_segmentation(model, model_path: str | Path, files, out: str | Path,
-                         threshold: float | None = None, batch_size: int = 8) -> list[dict]:
+def predict_segmentation(model, files, out: str | Path, threshold: float | None = None,
+                         batch_size: int = 8) -> list[dict]:
     """Masks and overlays of ``files`` in ``out`` (see
     :func:`bone_tumor_tf.evaluation.segmentation_predictions.predict_masks`); one dict per file.
 
-    ``threshold`` defaults to the run's (``model.json`` beside ``model_path``), else 0.5.
+    ``threshold`` defaults to the one in the model's contract (the run's), else 0.5.
     """
     if threshold is None:
-        threshold = float((read_model_sidecar(model_path) or {}).get("threshold", 0.5))
+        threshold = read_contract(model).threshold
     return predict_masks(model, files, out, threshold=threshold, batch_size=batch_size)

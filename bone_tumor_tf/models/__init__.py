@@ -1,35 +1,46 @@
-"""Models: radiograph classifiers, weight sources and the CheXpert DenseNet121 backbone.
+"""Models: radiograph classifiers, U-Nets, their contract, loading and weight sources.
 
-* :mod:`.classifiers`: :func:`build_classifier` (ResNet50 / DenseNet121 backbones with the
-  thesis' heads, in-graph normalisation, metadata, two-phase freezing, Grad-CAM layer).
+* :mod:`.contract`: the one model contract (:class:`ModelContract`), read by
+  :func:`read_contract` and saved inside the ``.keras`` file by :func:`save_with_contract`.
+* :mod:`.loading`: :func:`load_model`, the toolkit's safe loader (a leaf module).
+* :mod:`.classifiers` (with :mod:`.backbones` and :mod:`.heads`): :func:`build_classifier`
+  (ResNet50 / DenseNet121 backbones with the thesis' heads, in-graph normalisation,
+  two-phase freezing, Grad-CAM layer).
+* :mod:`.unet`: U-Net and Attention U-Net.
 * :mod:`.weights`: where pretrained weights come from (never downloaded).
 * :mod:`.chexpert`: torchxrayvision CheXpert DenseNet121 conversion and Keras backbone.
+* :mod:`.legacy`: reading models saved by the previous version.
 
-Importing this package registers the custom layer ``ModelMetadata``, which
-``keras.models.load_model(path, safe_mode=True)`` needs (or use :func:`load_classifier`).
-The :mod:`.chexpert` names are imported lazily, so that
-``python -m bone_tumor_tf.models.chexpert`` does not run a module the package already
-imported.
+Saved models use standard Keras layers only: ``keras.saving.load_model(path)`` opens them
+without this package.
 """
 
-import importlib
-
+from bone_tumor_tf.errors import ModelConfigError
+from bone_tumor_tf.models.chexpert import (
+    chexpert_densenet121,
+    convert_checkpoint,
+    load_densenet121_weights,
+)
 from bone_tumor_tf.models.classifiers import (
     GRADCAM_LAYERS,
-    ModelMetadata,
     backbone_layer_names,
     build_classifier,
-    get_model_metadata,
     head_layer_names,
     last_conv_layer_name,
-    load_classifier,
     set_head_l2,
-    set_model_metadata,
     set_trainable_for_phase,
 )
+from bone_tumor_tf.models.contract import (
+    ModelContract,
+    attach_contract,
+    is_segmentation_model,
+    read_contract,
+    save_with_contract,
+    update_contract,
+)
+from bone_tumor_tf.models.loading import load_model
 from bone_tumor_tf.models.weights import (
     DEFAULT_CHEXPERT_WEIGHTS,
-    ModelConfigError,
     WeightsSource,
     chexpert_weights_path,
     imagenet_weights_path,
@@ -40,34 +51,24 @@ __all__ = [
     "DEFAULT_CHEXPERT_WEIGHTS",
     "GRADCAM_LAYERS",
     "ModelConfigError",
-    "ModelMetadata",
+    "ModelContract",
     "WeightsSource",
+    "attach_contract",
     "backbone_layer_names",
     "build_classifier",
     "chexpert_densenet121",
     "chexpert_weights_path",
     "convert_checkpoint",
-    "get_model_metadata",
     "head_layer_names",
     "imagenet_weights_path",
+    "is_segmentation_model",
     "last_conv_layer_name",
-    "load_classifier",
     "load_densenet121_weights",
+    "load_model",
+    "read_contract",
     "resolve_weights",
+    "save_with_contract",
     "set_head_l2",
-    "set_model_metadata",
     "set_trainable_for_phase",
+    "update_contract",
 ]
-
-_LAZY = {
-    "chexpert_densenet121": "chexpert",
-    "convert_checkpoint": "chexpert",
-    "load_densenet121_weights": "chexpert",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

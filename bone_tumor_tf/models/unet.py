@@ -16,7 +16,8 @@ Output: layer ``"mask"`` (:data:`OUTPUT_NAME`), shape ``(N, S, S, 1)``, float32 
 probabilities in ``[0, 1]`` (sigmoid), whatever the global dtype policy.
 
 Every model is built from standard Keras layers only (no ``Lambda``, no custom layer), so
-``keras.models.load_model(path, safe_mode=True)`` loads it with nothing registered. The
+``keras.saving.load_model(path)`` loads it with nothing registered; its contract
+(:mod:`bone_tumor_tf.models.contract`) is attached by :func:`build_unet`. The
 encoder variants put the ``keras.applications`` backbone's layers directly into the graph
 (built with ``input_tensor=``), so the saved graph is flat (no nested ``Model``).
 
@@ -34,13 +35,12 @@ full resolution):
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import keras
 from keras import layers
 
-from bone_tumor_tf.errors import WeightsNotFoundError
+from bone_tumor_tf.errors import ModelConfigError
+from bone_tumor_tf.models.contract import SEGMENTATION_CLASS_NAMES, ModelContract, attach_contract
+from bone_tumor_tf.models.weights import IMAGENET_NOTOP_FILES, WeightsSource, resolve_weights
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
@@ -78,13 +78,9 @@ ENCODER_NORMALISATION = {
 }
 
 #: File names ``keras.applications`` caches its ImageNet ``include_top=False`` weights as.
-IMAGENET_WEIGHT_FILES = {
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
-
-_IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-_IMAGENET_SUBDIR = {"resnet50": "resnet/", "densenet121": "densenet/"}
+IMAGENET_WEIGHT_FILES = {arch: name for arch, (name, _) in IMAGENET_NOTOP_FILES.items()}
+#: The contract's ``normalization`` of each encoder (see :data:`ENCODER_NORMALISATION`).
+_CONTRACT_NORMALIZATION = {"none": "unit", "resnet50": "caffe", "densenet121": "torch"}
 
 _BACKBONES = {
     "resnet50": keras.applications.ResNet50,
@@ -230,59 +226,41 @@ def apply_up_block(x, skip, filters, name, attention=False, inter_channels=None)
 # --------------------------------------------------------------------------------------
 
 
-def _keras_home_candidates():
-    """Directories ``keras.utils.get_file`` would cache into: $KERAS_HOME, ~/.keras, /tmp/.keras."""
-    dirs = []
-    if os.environ.get("KERAS_HOME"):
-        dirs.append(Path(os.environ["KERAS_HOME"]).expanduser())
-    else:
-        dirs.append(Path("~/.keras").expanduser())
-        dirs.append(Path("/tmp/.keras"))  # Keras' fallback when $HOME is not writable
-    return [d / "models" for d in dirs]
-
-
 def resolve_encoder_weights(encoder, encoder_weights):
     """Turn the ``encoder_weights`` option into a file path for ``keras.applications``, or None.
 
-    Never downloads anything.
+    Resolved by :func:`bone_tumor_tf.models.weights.resolve_weights`, like the classifiers'
+    weights; never downloads anything.
 
     Args:
         encoder: ``"resnet50"`` or ``"densenet121"``.
-        encoder_weights: ``"none"`` / ``None`` (random init), ``"imagenet"`` (look for the
+        encoder_weights: ``"none"`` / ``None`` (random init), ``"imagenet"`` (the
             ``include_top=False`` file Keras caches in ``$KERAS_HOME/models`` or, without
-            ``KERAS_HOME``, ``~/.keras/models`` then ``/tmp/.keras/models``), or a path to a
-            weights file ``keras.applications`` accepts via ``weights=path`` (the official
-            ``*_notop.h5`` or a ``.weights.h5`` saved from the same backbone).
+            ``KERAS_HOME``, ``~/.keras/models`` then ``/tmp/.keras/models``),
+            ``"imagenet:PATH"``, or a path to a weights file ``keras.applications``
+            accepts via ``weights=path`` (the official ``*_notop.h5`` or a ``.weights.h5``
+            saved from the same backbone).
 
     Returns:
         ``str`` path or ``None``.
 
     Raises:
         WeightsNotFoundError: the file is not there (message says where and how to get it).
+        ModelConfigError: CheXpert weights or a saved classifier, which the U-Net's
+            three-channel ImageNet encoder cannot use.
     """
-    if encoder_weights is None or str(encoder_weights).lower() == "none":
-        return None
-    if str(encoder_weights).lower() == "imagenet":
-        file_name = IMAGENET_WEIGHT_FILES[encoder]
-        candidates = [d / file_name for d in _keras_home_candidates()]
-        for path in candidates:
-            if path.is_file():
-                return str(path)
-        url = _IMAGENET_URL + _IMAGENET_SUBDIR[encoder] + file_name
-        raise WeightsNotFoundError(
-            f"ImageNet weights for {encoder} not found (looked for "
-            f"{', '.join(str(p) for p in candidates)}); download {url} into "
-            f"{candidates[0].parent} on a machine with internet, or pass the file path "
-            f"as encoder_weights"
+    source = _encoder_source(encoder, encoder_weights)
+    return None if source.path is None else str(source.path)
+
+
+def _encoder_source(encoder, encoder_weights) -> WeightsSource:
+    source = resolve_weights(encoder_weights, encoder)
+    if source.kind not in ("none", "imagenet", "file"):
+        raise ModelConfigError(
+            f"encoder_weights={encoder_weights!r}: {source.kind} weights cannot initialise a "
+            "U-Net encoder; pass 'none', 'imagenet' or a .h5 / .weights.h5 backbone file"
         )
-    path = Path(encoder_weights).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"{path}: encoder weights file for {encoder} not found; pass an existing "
-            f"{IMAGENET_WEIGHT_FILES[encoder]} (or .weights.h5 of the same backbone), "
-            f"'imagenet' or 'none'"
-        )
-    return str(path)
+    return source
 
 
 # --------------------------------------------------------------------------------------
@@ -340,10 +318,13 @@ def build_unet(
 
     Returns:
         ``keras.Model`` mapping ``(N, S, S, 1)`` float in ``[0, 255]`` (input ``"image"``)
-        to ``(N, S, S, 1)`` float32 probabilities in ``[0, 1]`` (output ``"mask"``).
+        to ``(N, S, S, 1)`` float32 probabilities in ``[0, 1]`` (output ``"mask"``), with
+        its contract attached (task ``segmentation``, threshold 0.5 until training sets
+        its own; :func:`~bone_tumor_tf.models.contract.read_contract`).
 
     Raises:
-        ValueError: bad option or image size.
+        ValueError: bad option or image size (:class:`ModelConfigError` for weights that
+            do not fit the encoder).
         WeightsNotFoundError: ``encoder_weights`` points to a missing file.
     """
     encoder = "none" if encoder is None else str(encoder).lower()
@@ -397,7 +378,7 @@ def build_unet(
         x = apply_conv_block(x, base_filters * 2**depth, name="bottleneck")
         n_levels = depth
     else:
-        weights_path = resolve_encoder_weights(encoder, encoder_weights)
+        source = _encoder_source(encoder, encoder_weights)
         norm = ENCODER_NORMALISATION[encoder]
         x = layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
         x = layers.Normalization(
@@ -406,6 +387,7 @@ def build_unet(
             variance=[s * s for s in norm["std"]],
             name="imagenet_norm",
         )(x)
+        weights_path = None if source.path is None else str(source.path)
         backbone = _BACKBONES[encoder](include_top=False, weights=weights_path, input_tensor=x)
         # skip of dec{i} is at stride 2**(i-1); dec1 (stride 1) has none
         skips = [None] + [backbone.get_layer(n).output for n in ENCODER_LAYERS[encoder]["skips"]]
@@ -421,7 +403,14 @@ def build_unet(
         )
 
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name=OUTPUT_NAME)(x)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    weights_source = "none" if encoder == "none" else source.describe()
+    return attach_contract(model, ModelContract(
+        task="segmentation", class_names=SEGMENTATION_CLASS_NAMES, image_size=image_size,
+        channels=1, crop_mode="none", normalization=_CONTRACT_NORMALIZATION[encoder],
+        weights_source=weights_source, arch="attention-unet" if attention else "unet",
+        details={"encoder": encoder, "base_filters": base_filters,
+                 "depth": depth if encoder == "none" else 4}))
 
 
 def attention_layer_names(model, upsampled=False):

@@ -46,16 +46,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 
 from bone_tumor_tf.errors import ModelConfigError, ModelFileError, WeightsNotFoundError
+from bone_tumor_tf.models.contract import read_contract
 
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_CHEXPERT_WEIGHTS",
     "IMAGENET_NOTOP_FILES",
     "LAYER_WEIGHTS_FORMAT",
-    "ModelConfigError",
     "WeightsSource",
     "chexpert_weights_path",
     "copy_weights_by_name",
@@ -234,16 +235,14 @@ def resolve_weights(weights: str | os.PathLike | None, arch: str) -> WeightsSour
 
 def _saved_classifier_source(path: Path, arch: str) -> WeightsSource:
     """A ``.keras`` classifier of this toolkit as a backbone source (read, not built)."""
-    from bone_tumor_tf.models.classifiers import get_model_metadata
-
-    metadata = get_model_metadata(path)
-    if not metadata.get("arch"):
-        raise ModelConfigError(f"{path}: not a classifier saved by bone_tumor_tf (no model "
-                               "metadata), so its backbone cannot be located")
-    if metadata["arch"] != arch:
-        raise ModelConfigError(f"{path}: a {metadata['arch']} classifier cannot initialise "
+    contract = read_contract(path)
+    if contract is None or contract.task not in ("binary", "multiclass"):
+        raise ModelConfigError(f"{path}: not a classifier saved by bone_tumor_tf (no "
+                               "classifier contract), so its backbone cannot be located")
+    if contract.arch != arch:
+        raise ModelConfigError(f"{path}: a {contract.arch} classifier cannot initialise "
                                f"a {arch} backbone")
-    return WeightsSource("model", path, normalization=metadata.get("normalization"))
+    return WeightsSource("model", path, normalization=contract.normalization)
 
 
 def _check_arch(arch: str) -> str:
@@ -328,8 +327,6 @@ def load_keras_backbone_weights(model, path: Path | str, arch: str, image_size: 
     Raises:
         ModelFileError: the file does not fit the architecture.
     """
-    import keras
-
     arch = _check_arch(arch)
     builder = {"resnet50": keras.applications.ResNet50,
                "densenet121": keras.applications.DenseNet121}[arch]

@@ -46,9 +46,9 @@ from bone_tumor_tf.inference import predict_probabilities
 from bone_tumor_tf.models.classifiers import (
     build_classifier,
     set_head_l2,
-    set_model_metadata,
     set_trainable_for_phase,
 )
+from bone_tumor_tf.models.contract import update_contract
 from bone_tumor_tf.training import distribute, runs
 from bone_tumor_tf.training.feature_cache import fit_head_on_features
 from bone_tumor_tf.training.lifecycle import Phase, RunData, Trainer, run_training
@@ -153,8 +153,8 @@ class ClassifierTrainer(Trainer):
                                      num_classes=task_classes, image_size=options.image_size,
                                      weights=options.weights, dropout=options.dropout,
                                      class_names=list(self.class_names))
-        set_model_metadata(model, crop_mode=options.crop, data_source=str(data.data_dir),
-                           synthetic_data=data.synthetic)
+        update_contract(model, crop_mode=options.crop, data_source=str(data.data_dir),
+                        synthetic_data=data.synthetic)
         return model
 
     def phases(self, model, data: RunData) -> list[Phase]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 
 from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.models.contract import save_with_contract
 from bone_tumor_tf.training import runs
 from bone_tumor_tf.training.options import TrainingOptions
 
@@ -115,8 +116,8 @@ class Trainer(ABC):
     def phases(self, model, data: RunData) -> Sequence[Phase]:
         """The training phases, in order (input pipelines are built here, after the model)."""
 
-    def after_save(self, model, run_dir: Path, data: RunData) -> None:  # noqa: B027
-        """After the model is saved (under a temporary name), before :meth:`evaluate`."""
+    def finish_contract(self, model, data: RunData) -> None:  # noqa: B027
+        """Complete the model's contract (e.g. the mask threshold) before the final save."""
 
     @abstractmethod
     def evaluate(self, model, run_dir: Path, data: RunData) -> None:
@@ -157,8 +158,9 @@ def run_training(trainer: Trainer, callbacks: list | None = None) -> Path:
         run_phase(trainer, model, run_dir, phase, callbacks)
     runs.merge_histories(run_dir, [phase.name for phase in phases])
     model.trainable = True  # the saved model is ready for fine-tuning
-    model_path = runs.save_model_atomic(model, run_dir / "model.keras.partial.keras")
-    trainer.after_save(model, run_dir, data)
+    trainer.finish_contract(model, data)
+    # the inference file: the contract inside, no optimizer state (that stays in state/)
+    model_path = save_with_contract(model, run_dir / "model.keras.partial.keras")
     trainer.evaluate(model, run_dir, data)
     # model.keras appears last: its presence (with metrics.json) marks a finished run.
     model_path.replace(run_dir / "model.keras")

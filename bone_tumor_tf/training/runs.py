@@ -38,16 +38,16 @@ FINISHED_MARKERS = ("model.keras", "metrics.json")
 
 
 def library_versions() -> dict:
-    """Versions of Python and the libraries a result depends on."""
+    """Versions of Python and the libraries a result depends on: those a saved model
+    records (:func:`bone_tumor_tf.models.contract.library_versions`) and the data ones."""
     import cv2
-    import keras
     import sklearn
-    import tensorflow as tf
 
-    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
-                "keras": keras.__version__, "numpy": np.__version__,
-                "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-                "opencv": cv2.__version__, "platform": platform.platform()}
+    from bone_tumor_tf.models.contract import library_versions as model_versions
+
+    versions = {**model_versions(), "pandas": pd.__version__,
+                "scikit-learn": sklearn.__version__, "opencv": cv2.__version__,
+                "platform": platform.platform()}
     try:
         import keras_cv
 
@@ -262,7 +262,11 @@ def merge_histories(run_dir: Path, phases: list[str]) -> pd.DataFrame:
 
 
 def save_model_atomic(model, path: Path) -> Path:
-    """``model.save`` to a temporary ``.keras`` file, then rename over ``path``."""
+    """``model.save`` to a temporary ``.keras`` file, then rename over ``path``.
+
+    For training checkpoints (compile state and optimizer included); the inference file
+    ``model.keras`` goes through :func:`bone_tumor_tf.models.contract.save_with_contract`.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:

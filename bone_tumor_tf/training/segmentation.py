@@ -28,8 +28,8 @@ image's original resolution, next to the all-empty prediction baseline.
 
 Run folder (see :mod:`bone_tumor_tf.training.runs`): ``config.json``, ``splits.csv``,
 ``history.csv``, ``logs/``, ``metrics.json``, ``report.md``, ``training_curves.png``,
-``overlay_{best,median,worst}.png``, ``model.json`` (the preprocessing contract) and,
-written last, ``model.keras`` (the best model). The run itself (run folder, resuming,
+``overlay_{best,median,worst}.png`` and, written last, ``model.keras`` (the best model,
+its contract inside: :func:`bone_tumor_tf.models.contract.read_contract`). The run itself (run folder, resuming,
 seeding, the phase, checkpoints, finalising) is
 :func:`bone_tumor_tf.training.lifecycle.run_training`; :class:`SegmentationTrainer` supplies
 the U-Net, its data and its evaluation.
@@ -56,13 +56,13 @@ from bone_tumor_tf.evaluation.reports.segmentation import (
 from bone_tumor_tf.evaluation.segmentation import (
     dice_score,
     evaluate_segmentation,
-    write_model_sidecar,
 )
 from bone_tumor_tf.evaluation.segmentation_predictions import (
     predict_probability_maps,
     predictions_at_original_resolution,
 )
 from bone_tumor_tf.io import atomic_write_json
+from bone_tumor_tf.models.contract import update_contract
 from bone_tumor_tf.models.losses import BCEDiceLoss
 from bone_tumor_tf.models.metrics import DiceCoefficient
 from bone_tumor_tf.models.unet import build_unet
@@ -148,18 +148,6 @@ def build_model(options: SegmentationOptions):
     return model
 
 
-def model_contract(options: SegmentationOptions, data_dir, synthetic: bool,
-                   parameters: int) -> dict:
-    """The ``model.json`` sidecar: what a user of ``model.keras`` must do to its inputs."""
-    return {"task": "segmentation", "image_size": options.image_size, "channels": 1,
-            "crop_mode": "none", "input_range": [0, 255], "input": "image", "output": "mask",
-            "output_meaning": "per-pixel tumor probability (sigmoid)",
-            "threshold": options.threshold, "arch": options.arch, "encoder": options.encoder,
-            "base_filters": options.base_filters, "depth": options.depth,
-            "parameters": parameters, "data_source": str(data_dir),
-            "synthetic_data": bool(synthetic)}
-
-
 class SegmentationTrainer(Trainer):
     """Segmentation's part of the run lifecycle (:mod:`bone_tumor_tf.training.lifecycle`)."""
 
@@ -213,10 +201,10 @@ class SegmentationTrainer(Trainer):
 
         return [Phase(PHASE, options.epochs, fit, start=start)]
 
-    def after_save(self, model, run_dir: Path, data: RunData) -> None:
-        write_model_sidecar(run_dir / "model.keras",
-                            model_contract(self.options, data.data_dir, data.synthetic,
-                                           model.count_params()))
+    def finish_contract(self, model, data: RunData) -> None:
+        update_contract(model, threshold=self.options.threshold,
+                        data_source=str(data.data_dir), synthetic_data=bool(data.synthetic),
+                        parameters=int(model.count_params()))
 
     def evaluate(self, model, run_dir: Path, data: RunData) -> None:
         evaluate_run(model, run_dir, data.splits, self.options, data.data_dir, data.synthetic,

@@ -11,32 +11,31 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from bone_tumor_tf.cli import main  # noqa: E402
-from bone_tumor_tf.evaluation.segmentation import write_model_sidecar  # noqa: E402
-from bone_tumor_tf.models.classifiers import set_model_metadata  # noqa: E402
+from bone_tumor_tf.models.contract import (  # noqa: E402
+    ModelContract,
+    attach_contract,
+    save_with_contract,
+)
 from bone_tumor_tf.models.unet import build_unet  # noqa: E402
 
 
 def tiny_classifier():
     """A 3-class classifier carrying its contract as the toolkit's models do."""
-    from bone_tumor_tf.models.classifiers import METADATA_LAYER, ModelMetadata
-
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 1), name="image")
-    x = ModelMetadata(name=METADATA_LAYER)(inputs)
-    x = keras.layers.Rescaling(1 / 255)(x)
+    x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, outputs)
-    set_model_metadata(model, task="multiclass", class_names=["normal", "benign", "malignant"],
-                       image_size=32, crop_mode="gt-box")
-    return model
+    return attach_contract(model, ModelContract(
+        task="multiclass", class_names=("normal", "benign", "malignant"), image_size=32,
+        crop_mode="gt-box", normalization="unit"))
 
 
 def test_export_classifier_reloads_with_the_same_outputs(tmp_path, capsys):
     model = tiny_classifier()
-    path = tmp_path / "model.keras"
-    model.save(path)
+    path = save_with_contract(model, tmp_path / "model.keras")
     out = tmp_path / "serving" / "1"
     assert main(["export", "--model", str(path), "--out", str(out)]) == 0
 
@@ -60,12 +59,13 @@ def test_export_classifier_reloads_with_the_same_outputs(tmp_path, capsys):
     assert err.count("\n") == 1 and str(out) in err
 
 
-def test_export_unet_takes_its_contract_from_the_sidecar(tmp_path):
+def test_export_unet_of_the_previous_version_takes_its_contract_from_the_sidecar(tmp_path):
     model = build_unet(image_size=32, base_filters=4, depth=2)
     path = tmp_path / "model.keras"
-    model.save(path)
-    write_model_sidecar(path, {"task": "segmentation", "image_size": 32, "threshold": 0.4,
-                               "arch": "unet", "crop_mode": "none"})
+    model.save(path)  # the previous version: a plain save and model.json beside it
+    (tmp_path / "model.json").write_text(json.dumps({
+        "task": "segmentation", "image_size": 32, "threshold": 0.4, "arch": "unet",
+        "crop_mode": "none"}))
     out = tmp_path / "unet-export"
     assert main(["-q", "export", "--model", str(path), "--out", str(out)]) == 0
     batch = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
