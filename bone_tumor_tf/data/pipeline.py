@@ -33,6 +33,7 @@ from bone_tumor_tf.data.preprocess import (
     CROP_MODES,
     CropGeometry,
     apply_geometry,
+    crop_to_box,
     plan_geometry,
     random_normal_crop_box,
 )
@@ -159,8 +160,11 @@ def prepare_record(record: ImageRecord, size: int, crop_mode: str = "none", seed
                                          record.image_id, seed)
     elif crop_mode != "none":
         raise ValueError(f"unknown crop mode {crop_mode!r}; expected one of {CROP_MODES}")
-    geometry = plan_geometry(image.shape[:2], size, crop_box=box, upscale=crop_mode == "none")
-    prepared = apply_geometry(image, geometry)
+    if crop_mode == "gt-box":
+        prepared, geometry = crop_to_box(image, box, size)
+    else:
+        geometry = plan_geometry(image.shape[:2], size, upscale=True)
+        prepared = apply_geometry(image, geometry)
     mask = None
     if with_mask:
         full = annotation.mask() if annotation is not None else np.zeros(image.shape[:2], np.uint8)

@@ -108,6 +108,19 @@ def apply_geometry(image: np.ndarray, geometry: CropGeometry,
     return canvas
 
 
+def crop_to_box(image: np.ndarray, box, size: int) -> tuple[np.ndarray, CropGeometry]:
+    """The ``gt-box`` crop of ``image`` around ``box``: ``(input (size, size), geometry)``.
+
+    ``box`` is ``(x_min, y_min, x_max, y_max)`` with inclusive corners in ``image``'s
+    pixels. The one function that cuts a tumor box for a crop classifier, in training
+    (ground-truth boxes) and in the diagnosis chain (boxes the segmenter found): a region
+    smaller than ``size`` keeps its pixel size and is zero-padded, a larger one is
+    down-scaled preserving its aspect ratio.
+    """
+    geometry = plan_geometry(image.shape[:2], size, crop_box=box, upscale=False)
+    return apply_geometry(image, geometry), geometry
+
+
 def map_to_original(array: np.ndarray, geometry: CropGeometry,
                     interpolation: int = cv2.INTER_LINEAR, fill: float = 0.0) -> np.ndarray:
     """Map a (size, size) array in model-input space back onto the original image.
