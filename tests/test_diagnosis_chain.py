@@ -127,3 +127,38 @@ def test_classifier_without_the_three_classes_is_refused():
     with pytest.raises(ValueError, match="three-class normal / benign / malignant"):
         diagnose_image(np.zeros((10, 10), np.uint8), lambda i: np.zeros((10, 10)), _classify,
                        ("normal", "tumor"), SIZE)
+
+
+def test_image_metrics_match_hand_computation_and_paired_bootstrap_is_paired():
+    from sklearn.metrics import roc_auc_score
+
+    from bone_tumor_tf.diagnosis.evaluation import (
+        false_tumor_rate,
+        image_metrics,
+        oracle_advantage_recovered,
+        paired_bootstrap,
+    )
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [40, 30, 10])
+    good = np.eye(3)[y] * 0.6 + rng.dirichlet([1, 1, 1], len(y)) * 0.4
+    noisy = rng.dirichlet([1, 1, 1], len(y))
+    m = image_metrics(y, good)
+    predicted = good.argmax(1)
+    recalls = [np.mean(predicted[y == k] == k) for k in range(3)]
+    assert m["accuracy"] == pytest.approx(np.mean(predicted == y))
+    assert m["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert m["recall"]["malignant"] == pytest.approx(recalls[2])
+    assert m["macro_auc"] == pytest.approx(roc_auc_score(y, good, multi_class="ovr"))
+    result = paired_bootstrap(y, {"good": good, "noisy": noisy, "same": good},
+                              [("good", "noisy"), ("good", "same")], n_bootstrap=300)
+    acc = result["good - noisy"]["accuracy"]
+    assert acc["low"] <= acc["estimate"] <= acc["high"] and acc["low"] > 0
+    # a system against itself: every paired replicate differs by exactly 0
+    same = result["good - same"]["balanced_accuracy"]
+    assert same["low"] == same["high"] == same["estimate"] == 0.0
+    assert oracle_advantage_recovered(0.6, 0.8) == pytest.approx((0.6 - 1 / 3) / (0.8 - 1 / 3))
+    assert oracle_advantage_recovered(0.5, 0.3) is None
+    rate = false_tumor_rate(["normal", "benign", "normal", "normal", "malignant"],
+                            ["normal", "normal", "normal", "normal", "malignant"])
+    assert rate["rate"] == pytest.approx(0.25) and rate["n_normal"] == 4

@@ -1,0 +1,109 @@
+"""Image-level comparison of the chain, the gt-box oracle and a whole-image model.
+
+All systems are scored on the same images with scikit-learn's metrics: three-class
+accuracy, balanced accuracy (the mean of per-class recalls), per-class recall and macro
+one-vs-rest ROC AUC. Differences between two systems come with a **paired** bootstrap 95%
+interval: each replicate resamples the images once (with replacement) and scores both
+systems on that same resample, so that the image-to-image variation common to both cancels.
+A replicate in which a class is missing has no AUC and is left out of the AUC interval
+(its count is reported).
+
+``oracle_advantage_recovered`` is ``(BA_chain - 1/3) / (BA_oracle - 1/3)``: the share of
+the oracle's advantage over chance (1/3 for three classes) that the chain keeps once it
+has to find the box itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
+
+CLASSES = ("normal", "benign", "malignant")
+CHANCE_BALANCED_ACCURACY = 1.0 / 3.0
+
+
+def _macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    if len(np.unique(y)) < len(CLASSES):
+        return float("nan")
+    return float(roc_auc_score(y, probs, multi_class="ovr", average="macro",
+                               labels=list(range(len(CLASSES)))))
+
+
+def image_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, per-class recall and macro AUC of ``(N, 3)`` probabilities.
+
+    Args:
+        y: ``(N,)`` class indices into ``CLASSES``.
+        probs: ``(N, 3)`` probabilities in the order of ``CLASSES``.
+    """
+    y = np.asarray(y, int)
+    probs = np.asarray(probs, np.float64)
+    predicted = probs.argmax(1)
+    recalls = recall_score(y, predicted, labels=[0, 1, 2], average=None, zero_division=0)
+    return {"accuracy": float(accuracy_score(y, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+            "macro_auc": _macro_auc(y, probs),
+            "recall": {c: float(r) for c, r in zip(CLASSES, recalls, strict=True)}}
+
+
+def _scalar_metrics(y, probs) -> np.ndarray:
+    m = image_metrics(y, probs)
+    return np.array([m["accuracy"], m["balanced_accuracy"], m["macro_auc"]])
+
+
+def paired_bootstrap(y: np.ndarray, systems: Mapping[str, np.ndarray],
+                     pairs: Sequence[tuple[str, str]], n_bootstrap: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> dict:
+    """Point estimates and paired bootstrap intervals of ``a - b`` for each pair.
+
+    Returns:
+        ``{"a - b": {metric: {"estimate", "low", "high", "replicates"}}}`` for the metrics
+        accuracy, balanced_accuracy and macro_auc.
+    """
+    y = np.asarray(y, int)
+    names = ("accuracy", "balanced_accuracy", "macro_auc")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(y), size=(n_bootstrap, len(y)))
+    point = {name: _scalar_metrics(y, probs) for name, probs in systems.items()}
+    replicates = {name: np.array([_scalar_metrics(y[idx], np.asarray(probs)[idx])
+                                  for idx in draws])
+                  for name, probs in systems.items() if any(name in p for p in pairs)}
+    alpha = (1.0 - confidence) / 2.0
+    out = {}
+    for a, b in pairs:
+        diff = replicates[a] - replicates[b]
+        entry = {}
+        for k, metric in enumerate(names):
+            values = diff[:, k][np.isfinite(diff[:, k])]
+            estimate = point[a][k] - point[b][k]
+            entry[metric] = {
+                "estimate": float(estimate),
+                "low": float(np.quantile(values, alpha)) if len(values) else None,
+                "high": float(np.quantile(values, 1 - alpha)) if len(values) else None,
+                "replicates": int(len(values))}
+        out[f"{a} - {b}"] = entry
+    return out
+
+
+def oracle_advantage_recovered(chain_balanced_accuracy: float,
+                               oracle_balanced_accuracy: float) -> float | None:
+    """``(BA_chain - 1/3) / (BA_oracle - 1/3)``; None when the oracle is not above chance."""
+    advantage = oracle_balanced_accuracy - CHANCE_BALANCED_ACCURACY
+    if advantage <= 0:
+        return None
+    return float((chain_balanced_accuracy - CHANCE_BALANCED_ACCURACY) / advantage)
+
+
+def false_tumor_rate(findings: Sequence[str], labels: Sequence[str], n_bootstrap: int = 2000,
+                     seed: int = 0) -> dict:
+    """Share of normal radiographs on which the chain reports a tumor, with a bootstrap CI."""
+    flags = np.array([f != "normal" for f, label in zip(findings, labels, strict=True)
+                      if label == "normal"], float)
+    if flags.size == 0:
+        return {"rate": None, "low": None, "high": None, "n_normal": 0}
+    rng = np.random.default_rng(seed)
+    means = flags[rng.integers(0, flags.size, size=(n_bootstrap, flags.size))].mean(1)
+    return {"rate": float(flags.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975)), "n_normal": int(flags.size)}
