@@ -1,0 +1,108 @@
+"""The three models of the diagnosis chain, loaded and checked against their roles.
+
+``--segmenter`` must be a segmentation model, ``--classifier`` a three-class crop
+classifier trained with crop mode ``gt-box``, ``--whole-image`` (optional) a three-class
+classifier trained on whole radiographs (crop mode ``none``). A model given in the wrong
+role, or one whose input convention the chain cannot feed (not one grey channel in
+[0, 255]), is refused with one line naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bone_tumor_tf.data.preprocess import map_to_original
+from bone_tumor_tf.diagnosis.chain import CLASSES
+from bone_tumor_tf.errors import ModelFileError
+from bone_tumor_tf.inference import load_input, load_model, model_contract, predict_probabilities
+from bone_tumor_tf.models.contract import is_segmentation_model, read_contract
+
+
+@dataclass
+class ChainModels:
+    """Loaded models with what the chain needs of their contracts."""
+
+    segmenter: object
+    segmenter_size: int
+    threshold: float
+    classifier: object
+    classifier_size: int
+    class_names: list[str]
+    whole_image: object | None = None
+    whole_image_size: int = 0
+    whole_image_class_names: list[str] | None = None
+    paths: dict | None = None
+
+    def segment(self, original: np.ndarray) -> np.ndarray:
+        """Tumor probabilities ``(H, W)`` of a decoded radiograph, on its own grid."""
+        from bone_tumor_tf.data.preprocess import apply_geometry, plan_geometry
+
+        geometry = plan_geometry(original.shape[:2], self.segmenter_size, upscale=True)
+        x = apply_geometry(original, geometry).astype(np.float32)[None, ..., None]
+        prob = np.asarray(self.segmenter.predict_on_batch(x), np.float32)[0, ..., 0]
+        return np.clip(map_to_original(prob, geometry), 0.0, 1.0)
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        return predict_probabilities(self.classifier, crops)
+
+    def whole_image_probabilities(self, path) -> dict[str, float]:
+        prepared = load_input(path, self.whole_image_size)
+        p = predict_probabilities(self.whole_image, prepared.input[None])[0]
+        return {name: float(v) for name, v in zip(self.whole_image_class_names, p,
+                                                  strict=True)}
+
+
+def _check_grey_input(model, path: Path) -> None:
+    shape = tuple(model.inputs[0].shape)
+    if len(model.inputs) != 1 or len(shape) != 4 or shape[-1] != 1:
+        raise ModelFileError(f"{path}: input {shape} is not one grey channel (N, S, S, 1); "
+                             "the chain feeds grey radiographs in [0, 255]")
+
+
+def _classifier(path: Path, role: str, crop_mode: str):
+    model, contract = load_model(path), None
+    if is_segmentation_model(model):
+        raise ModelFileError(f"{path}: is a segmentation model; {role} needs a three-class "
+                             f"classifier trained with crop mode {crop_mode}")
+    contract = model_contract(model)
+    _check_grey_input(model, path)
+    names = list(contract["class_names"])
+    if sorted(names) != sorted(CLASSES):
+        raise ModelFileError(f"{path}: classes {names}; {role} needs a three-class normal / "
+                             "benign / malignant classifier")
+    if contract.get("crop_mode", "none") != crop_mode:
+        hint = ("pass it as --whole-image" if crop_mode == "gt-box"
+                else "pass it as --classifier")
+        raise ModelFileError(f"{path}: was trained with crop mode "
+                             f"{contract.get('crop_mode')}; {role} needs crop mode "
+                             f"{crop_mode} ({hint})")
+    return model, int(contract["image_size"]), names
+
+
+def load_chain_models(segmenter: str | Path, classifier: str | Path,
+                      whole_image: str | Path | None = None,
+                      threshold: float | None = None) -> ChainModels:
+    """Load and check the chain's models (see the module docstring for the roles)."""
+    segmenter, classifier = Path(segmenter), Path(classifier)
+    seg = load_model(segmenter)
+    if not is_segmentation_model(seg):
+        raise ModelFileError(f"{segmenter}: is not a segmentation model; --segmenter needs a "
+                             "U-Net saved by the toolkit (a classifier goes to --classifier)")
+    _check_grey_input(seg, segmenter)
+    seg_contract = read_contract(segmenter) or {}
+    if threshold is None:
+        threshold = float(seg_contract.get("threshold", 0.5))
+    cls, cls_size, names = _classifier(classifier, "--classifier", "gt-box")
+    models = ChainModels(seg, int(seg.inputs[0].shape[1]), float(threshold), cls, cls_size,
+                         names, paths={"segmenter": str(segmenter),
+                                       "classifier": str(classifier)})
+    if whole_image is not None:
+        whole_image = Path(whole_image)
+        model, size, whole_names = _classifier(whole_image, "--whole-image", "none")
+        models.whole_image, models.whole_image_size = model, size
+        models.whole_image_class_names = whole_names
+        models.paths["whole_image"] = str(whole_image)
+    return models

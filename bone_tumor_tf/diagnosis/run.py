@@ -1,0 +1,184 @@
+"""Diagnose a batch of radiographs and write what a reviewer needs.
+
+``OUT/diagnoses.jsonl``: one JSON object per image, written and flushed as each image
+finishes: ``file``, ``finding``, ``probabilities`` (normal / benign / malignant),
+``chain_probabilities`` and ``whole_image_probabilities`` (when a whole-image model is
+given), ``regions`` (each with ``box`` = ``[x_min, y_min, x_max, y_max]`` inclusive, in
+the file's own pixels, ``score``, ``area``, ``label``, ``probabilities``), ``size``
+(``[height, width]`` of the file); or ``file`` and ``error`` (one line) for a file that
+could not be read. A rerun into the same folder skips the files already written there, so an
+interrupted batch loses nothing that was finished.
+
+``OUT/panels/<stem>.png``: the radiograph with the heatmap of each region's classification
+inside its crop, the segmenter's mask contour (yellow), the boxes (red malignant, orange
+benign, green normal) with class and probability; ``OUT/thumbs/<stem>.png``; and
+``OUT/index.html`` (:mod:`.page`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bone_tumor_tf.data.images import read_image_with_scale
+from bone_tumor_tf.diagnosis.chain import Diagnosis, diagnose_image
+from bone_tumor_tf.diagnosis.page import write_index
+from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_AREA
+from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.explain.cam import CamExplainer
+from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
+
+logger = logging.getLogger(__name__)
+
+RESULTS_NAME = "diagnoses.jsonl"
+THUMBNAIL_SIDE = 192
+_BOX_COLORS = {"malignant": (40, 40, 230), "benign": (0, 150, 255), "normal": (60, 180, 60)}
+
+
+def draw_panel(original: np.ndarray, diagnosis: Diagnosis, threshold: float) -> np.ndarray:
+    """The review image of one radiograph (see the module docstring): BGR uint8 (H, W, 3)."""
+    heat = np.zeros(original.shape[:2], np.float32)
+    seen = np.zeros(original.shape[:2], bool)
+    for finding in diagnosis.regions:
+        if finding.heatmap is not None:
+            heat = np.maximum(heat, finding.heatmap)
+            x0, y0, x1, y1 = finding.geometry.crop_box
+            seen[y0:y1, x0:x1] = True
+    gray_bgr = cv2.cvtColor(original, cv2.COLOR_GRAY2BGR)
+    panel = np.where(seen[..., None], overlay_heatmap(original, heat, alpha=0.4), gray_bgr)
+    mask = (diagnosis.probability_map >= threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thickness = max(1, min(original.shape[:2]) // 200)
+    cv2.drawContours(panel, contours, -1, (0, 230, 230), thickness)
+    font_scale = max(0.35, min(original.shape[:2]) / 700)
+    for finding in diagnosis.regions:
+        label = max(("normal", "benign", "malignant"), key=lambda c: finding.probabilities[c])
+        x0, y0, x1, y1 = finding.region.box
+        color = _BOX_COLORS[label]
+        cv2.rectangle(panel, (x0, y0), (x1, y1), color, thickness + 1)
+        text = f"{label} {finding.probabilities[label]:.2f}"
+        cv2.putText(panel, text, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(panel, text, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    color, thickness, cv2.LINE_AA)
+    p = diagnosis.probabilities
+    caption = (f"{diagnosis.finding} | normal {p['normal']:.2f} benign {p['benign']:.2f} "
+               f"malignant {p['malignant']:.2f} | {len(diagnosis.regions)} region(s)")
+    return annotate(panel, caption)
+
+
+def _thumbnail(panel: np.ndarray) -> np.ndarray:
+    scale = THUMBNAIL_SIDE / max(panel.shape[:2])
+    if scale >= 1:
+        return panel
+    size = (max(1, round(panel.shape[1] * scale)), max(1, round(panel.shape[0] * scale)))
+    return cv2.resize(panel, size, interpolation=cv2.INTER_AREA)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(encoded.tobytes())
+    tmp.replace(path)
+
+
+def _unique_stem(path: Path, taken: set[str]) -> str:
+    stem, k = path.stem, 2
+    while stem in taken:
+        stem, k = f"{path.stem}_{k}", k + 1
+    taken.add(stem)
+    return stem
+
+
+def read_results(out_dir: str | Path) -> list[dict]:
+    """The rows of ``OUT/diagnoses.jsonl`` (a torn last line from a kill is ignored)."""
+    path = Path(out_dir) / RESULTS_NAME
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _case(row: dict, out_dir: Path) -> dict:
+    if "error" in row:
+        return {"image": Path(row["file"]).name, "error": row["error"]}
+    return {"image": Path(row["file"]).name, "panel": row["panel"],
+            "thumbnail": row["thumbnail"], "finding": row["finding"],
+            "probabilities": row["probabilities"], "regions": len(row["regions"])}
+
+
+def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
+                   min_area: int = DEFAULT_MIN_AREA,
+                   merge_overlap: float = DEFAULT_MERGE_OVERLAP,
+                   whole_image_weight: float = 0.5, cam_method: str = "gradcam++",
+                   cam_layer: str | None = None) -> list[dict]:
+    """Run the chain on ``files`` and write the outputs; returns every row (old and new).
+
+    Args:
+        models: :class:`bone_tumor_tf.diagnosis.models.ChainModels`.
+        min_area: minimum region area in the file's own pixels.
+        cam_method: ``gradcam``, ``gradcam++`` or ``none`` (no heatmaps).
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "panels").mkdir(parents=True, exist_ok=True)
+    (out_dir / "thumbs").mkdir(exist_ok=True)
+    rows = read_results(out_dir)
+    done = {row["file"] for row in rows}
+    taken = {Path(row["panel"]).stem for row in rows if "panel" in row}
+    explainer = None
+    if cam_method != "none":
+        explainer = CamExplainer(models.classifier, layer_name=cam_layer)
+
+    def explain(crops, targets):
+        return explainer(crops, method=cam_method, target_classes=targets)
+
+    with open(out_dir / RESULTS_NAME, "a", encoding="utf-8") as results:
+        for path in files:
+            if str(path) in done:
+                continue
+            try:
+                original, scale = read_image_with_scale(path)
+                whole = (models.whole_image_probabilities(path)
+                         if models.whole_image is not None else None)
+                diagnosis = diagnose_image(
+                    original, models.segment, models.classify, models.class_names,
+                    models.classifier_size, threshold=models.threshold,
+                    min_area=max(1, round(min_area * scale ** 2)), merge_overlap=merge_overlap,
+                    explain=explain if explainer is not None else None, whole_image=whole,
+                    whole_image_weight=whole_image_weight)
+            except DataError as error:
+                row = {"file": str(path), "error": str(error)}
+                logger.warning("%s", error)
+            else:
+                stem = _unique_stem(Path(path), taken)
+                panel = draw_panel(original, diagnosis, models.threshold)
+                _write_png(out_dir / "panels" / f"{stem}.png", panel)
+                _write_png(out_dir / "thumbs" / f"{stem}.png", _thumbnail(panel))
+                row = {"file": str(path), "finding": diagnosis.finding,
+                       "probabilities": {k: round(v, 6) for k, v in
+                                         diagnosis.probabilities.items()},
+                       "chain_probabilities": {k: round(v, 6) for k, v in
+                                               diagnosis.chain_probabilities.items()},
+                       "regions": [f.to_dict(scale) for f in diagnosis.regions],
+                       "size": [int(round(original.shape[0] / scale)),
+                                int(round(original.shape[1] / scale))],
+                       "panel": f"panels/{stem}.png", "thumbnail": f"thumbs/{stem}.png"}
+                if whole is not None:
+                    row["whole_image_probabilities"] = {k: round(v, 6) for k, v in whole.items()}
+            results.write(json.dumps(row) + "\n")
+            results.flush()
+            rows.append(row)
+    notes = [f"{role}: {path}" for role, path in (models.paths or {}).items()]
+    write_index(out_dir, [_case(row, out_dir) for row in rows], title="Diagnosis", notes=notes)
+    return rows
