@@ -132,7 +132,7 @@ def test_classifier_without_the_three_classes_is_refused():
 def test_image_metrics_match_hand_computation_and_paired_bootstrap_is_paired():
     from sklearn.metrics import roc_auc_score
 
-    from bone_tumor_tf.diagnosis.evaluation import (
+    from bone_tumor_tf.evaluation.diagnosis import (
         false_tumor_rate,
         image_metrics,
         oracle_advantage_recovered,

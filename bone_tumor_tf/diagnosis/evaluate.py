@@ -1,0 +1,156 @@
+"""Evaluate the diagnosis chain on annotated radiographs, like a detector and image by image.
+
+On the images of one split (records with labels and tumor shapes):
+
+* **Detection** (:mod:`bone_tumor_tf.evaluation.detection`): every region the chain
+  proposes is a detection of its class (the more probable of benign and malignant) with
+  score ``s * q_class``; ground truth is the LabelMe rectangles of each tumor image
+  (labelled with the image's class), none for normal images. Per class precision, recall,
+  AP50 and their mean (mAP50), as the BTXRD paper reports its YOLOv8 baselines.
+* **Image level** (:mod:`bone_tumor_tf.evaluation.diagnosis`): the chain, the ``gt-box``
+  oracle (the same crop classifier on the ground-truth crops that ``gt-box`` training and
+  evaluation use: what the thesis reports) and, when given, the whole-image model, on the
+  same images, with paired bootstrap intervals of their differences.
+* **Normal images:** the share on which the chain reports a tumor.
+
+Writes ``diagnosis_metrics.json`` and ``diagnosis_report.md`` beside the chain's outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bone_tumor_tf.data.annotations import read_record_annotation
+from bone_tumor_tf.data.pipeline import prepare_images
+from bone_tumor_tf.diagnosis.chain import CLASSES, TUMOR_CLASSES
+from bone_tumor_tf.diagnosis.run import diagnose_files
+from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
+from bone_tumor_tf.evaluation.diagnosis import (
+    false_tumor_rate,
+    image_metrics,
+    oracle_advantage_recovered,
+    paired_bootstrap,
+)
+from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+
+
+def _probability_row(probabilities: dict) -> list[float]:
+    return [float(probabilities[c]) for c in CLASSES]
+
+
+def ground_truth_boxes(record) -> list[tuple[str, tuple]]:
+    """``[(label, box)]`` of a record's tumor rectangles, in its file's pixels."""
+    if record.label == "normal":
+        return []
+    annotation = read_record_annotation(record)
+    boxes = list(getattr(annotation, "boxes", []) or [])
+    if not boxes and annotation is not None:
+        box = annotation.union_box()
+        boxes = [] if box is None else [box]
+    return [(record.label, tuple(box)) for box in boxes]
+
+
+def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int = 0,
+                   n_bootstrap: int = 2000, **diagnose_options) -> dict:
+    """Run the chain on ``records`` (resumable) and score it; returns the metrics dict."""
+    out_dir = Path(out_dir)
+    records = [r for r in records if r.label in CLASSES]
+    if not records:
+        raise DataError(out_dir, "no normal / benign / malignant image to evaluate")
+    rows = diagnose_files(models, [r.path for r in records], out_dir, **diagnose_options)
+    by_file = {row["file"]: row for row in rows}
+    oracle = prepare_images(records, models.classifier_size, crop_mode="gt-box", seed=seed)
+    oracle_ok = oracle.ok()
+    oracle_probs = np.zeros((len(records), len(CLASSES)))
+    if oracle_ok.any():
+        raw = models.classify(oracle.images[oracle_ok])
+        index = [models.class_names.index(c) for c in CLASSES]
+        oracle_probs[oracle_ok] = np.asarray(raw)[:, index]
+
+    truth, detections, labels, findings = {}, [], [], []
+    chain, whole, oracle_rows, failed = [], [], [], []
+    for k, record in enumerate(records):
+        row = by_file.get(str(record.path))
+        if row is None or "error" in row or not oracle_ok[k]:
+            failed.append(row["error"] if row and "error" in row else str(record.path))
+            continue
+        truth[record.image_id] = ground_truth_boxes(record)
+        for region in row["regions"]:
+            label = region["label"]
+            detections.append(Detection(record.image_id, label, tuple(region["box"]),
+                                        region["score"] * region["probabilities"][label]))
+        labels.append(record.label)
+        findings.append(row["finding"])
+        chain.append(_probability_row(row["probabilities"]))
+        oracle_rows.append(oracle_probs[k])
+        if "whole_image_probabilities" in row:
+            whole.append(_probability_row(row["whole_image_probabilities"]))
+    if not labels:
+        raise DataError(out_dir, "every image failed; see diagnoses.jsonl")
+    y = np.array([CLASSES.index(label) for label in labels])
+    systems = {"chain": np.array(chain), "oracle": np.array(oracle_rows)}
+    pairs = [("chain", "oracle")]
+    if len(whole) == len(labels):
+        systems["whole_image"] = np.array(whole)
+        pairs += [("whole_image", "oracle"), ("chain", "whole_image")]
+    image_level = {name: image_metrics(y, probs) for name, probs in systems.items()}
+    metrics = {
+        "n_images": len(labels), "n_failed": len(failed), "failed": failed[:50],
+        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
+        "detection": detection_metrics(detections, truth, TUMOR_CLASSES),
+        "image_level": image_level,
+        "differences": paired_bootstrap(y, systems, pairs, n_bootstrap=n_bootstrap, seed=seed),
+        "oracle_advantage_recovered": oracle_advantage_recovered(
+            image_level["chain"]["balanced_accuracy"],
+            image_level["oracle"]["balanced_accuracy"]),
+        "normal_false_tumor_rate": false_tumor_rate(findings, labels, n_bootstrap, seed),
+        "models": models.paths,
+        "options": {k: v for k, v in diagnose_options.items()},
+    }
+    atomic_write_json(out_dir / "diagnosis_metrics.json", metrics)
+    atomic_write_text(out_dir / "diagnosis_report.md", render_report(metrics))
+    return metrics
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def render_report(metrics: dict) -> str:
+    """``diagnosis_report.md``: detection table, image-level table, differences, normals."""
+    lines = ["# Diagnosis chain evaluation", "",
+             f"{metrics['n_images']} images ({', '.join(f'{c} {n}' for c, n in metrics['class_counts'].items())}); "
+             f"{metrics['n_failed']} could not be read.", "",
+             "## Detection (IoU 0.5, all-point interpolated AP)", "",
+             "| class | ground-truth boxes | predictions | precision | recall | AP50 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for cls, m in metrics["detection"]["per_class"].items():
+        lines.append(f"| {cls} | {m['n_ground_truth']} | {m['n_predictions']} | "
+                     f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['ap'])} |")
+    lines += ["", f"mAP50: {_fmt(metrics['detection']['map'])}", "",
+              "## Image level (normal / benign / malignant)", "",
+              "| system | accuracy | balanced accuracy | macro AUC | recall normal | "
+              "recall benign | recall malignant |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in metrics["image_level"].items():
+        r = m["recall"]
+        lines.append(f"| {name} | {_fmt(m['accuracy'])} | {_fmt(m['balanced_accuracy'])} | "
+                     f"{_fmt(m['macro_auc'])} | {_fmt(r['normal'])} | {_fmt(r['benign'])} | "
+                     f"{_fmt(r['malignant'])} |")
+    lines += ["", "Paired bootstrap 95% intervals of the differences:", "",
+              "| difference | accuracy | balanced accuracy | macro AUC |", "|---|---|---|---|"]
+    for pair, entry in metrics["differences"].items():
+        cells = [f"{_fmt(e['estimate'])} [{_fmt(e['low'])}, {_fmt(e['high'])}]"
+                 for e in entry.values()]
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    recovered = metrics["oracle_advantage_recovered"]
+    rate = metrics["normal_false_tumor_rate"]
+    lines += ["", f"Share of the oracle's advantage over chance (balanced accuracy 1/3) that "
+              f"the chain recovers: {_fmt(recovered)}.", "",
+              f"Normal radiographs on which the chain reports a tumor: {_fmt(rate['rate'])} "
+              f"[{_fmt(rate['low'])}, {_fmt(rate['high'])}] of {rate['n_normal']}.", ""]
+    return "\n".join(lines)
