@@ -35,7 +35,8 @@ from bone_tumor_tf.evaluation.diagnosis import (
     oracle_advantage_recovered,
     paired_bootstrap,
 )
-from bone_tumor_tf.io_utils import atomic_write_json, atomic_write_text
+from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number, markdown_table
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
 
 def _probability_row(probabilities: dict) -> list[float]:
@@ -116,41 +117,34 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     return metrics
 
 
-def _fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) \
-        else f"{value:.{digits}f}"
-
-
 def render_report(metrics: dict) -> str:
     """``diagnosis_report.md``: detection table, image-level table, differences, normals."""
+    counts = ", ".join(f"{c} {n}" for c, n in metrics["class_counts"].items())
     lines = ["# Diagnosis chain evaluation", "",
-             f"{metrics['n_images']} images ({', '.join(f'{c} {n}' for c, n in metrics['class_counts'].items())}); "
-             f"{metrics['n_failed']} could not be read.", "",
-             "## Detection (IoU 0.5, all-point interpolated AP)", "",
-             "| class | ground-truth boxes | predictions | precision | recall | AP50 |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for cls, m in metrics["detection"]["per_class"].items():
-        lines.append(f"| {cls} | {m['n_ground_truth']} | {m['n_predictions']} | "
-                     f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['ap'])} |")
-    lines += ["", f"mAP50: {_fmt(metrics['detection']['map'])}", "",
-              "## Image level (normal / benign / malignant)", "",
-              "| system | accuracy | balanced accuracy | macro AUC | recall normal | "
-              "recall benign | recall malignant |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, m in metrics["image_level"].items():
-        r = m["recall"]
-        lines.append(f"| {name} | {_fmt(m['accuracy'])} | {_fmt(m['balanced_accuracy'])} | "
-                     f"{_fmt(m['macro_auc'])} | {_fmt(r['normal'])} | {_fmt(r['benign'])} | "
-                     f"{_fmt(r['malignant'])} |")
-    lines += ["", "Paired bootstrap 95% intervals of the differences:", "",
-              "| difference | accuracy | balanced accuracy | macro AUC |", "|---|---|---|---|"]
-    for pair, entry in metrics["differences"].items():
-        cells = [f"{_fmt(e['estimate'])} [{_fmt(e['low'])}, {_fmt(e['high'])}]"
-                 for e in entry.values()]
-        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
-    recovered = metrics["oracle_advantage_recovered"]
-    rate = metrics["normal_false_tumor_rate"]
-    lines += ["", f"Share of the oracle's advantage over chance (balanced accuracy 1/3) that "
-              f"the chain recovers: {_fmt(recovered)}.", "",
-              f"Normal radiographs on which the chain reports a tumor: {_fmt(rate['rate'])} "
-              f"[{_fmt(rate['low'])}, {_fmt(rate['high'])}] of {rate['n_normal']}.", ""]
+             f"{metrics['n_images']} images ({counts}); {metrics['n_failed']} could not be "
+             "read.", "", "## Detection (IoU 0.5, all-point interpolated AP)", ""]
+    lines += markdown_table(
+        ["class", "ground-truth boxes", "predictions", "precision", "recall", "AP50"],
+        [[cls, m["n_ground_truth"], m["n_predictions"], format_number(m["precision"]),
+          format_number(m["recall"]), format_number(m["ap"])]
+         for cls, m in metrics["detection"]["per_class"].items()])
+    lines += [f"mAP50: {format_number(metrics['detection']['map'])}", "",
+              "## Image level (normal / benign / malignant)", ""]
+    lines += markdown_table(
+        ["system", "accuracy", "balanced accuracy", "macro AUC", "recall normal",
+         "recall benign", "recall malignant"],
+        [[name] + [format_number(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_auc")]
+         + [format_number(m["recall"][c]) for c in CLASSES]
+         for name, m in metrics["image_level"].items()])
+    lines += ["Differences with paired bootstrap 95% intervals:", ""]
+    lines += markdown_table(
+        ["difference", "accuracy", "balanced accuracy", "macro AUC"],
+        [[pair] + [format_ci(e, signed=True) for e in entry.values()]
+         for pair, entry in metrics["differences"].items()])
+    rate = dict(metrics["normal_false_tumor_rate"])
+    rate["estimate"] = rate.pop("rate")
+    lines += [f"Share of the oracle's advantage over chance (balanced accuracy 1/3) that the "
+              f"chain recovers: {format_number(metrics['oracle_advantage_recovered'])}.", "",
+              f"Normal radiographs on which the chain reports a tumor: {format_ci(rate)} "
+              f"(of {rate['n_normal']}).", ""]
     return "\n".join(lines)

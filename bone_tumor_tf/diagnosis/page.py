@@ -17,7 +17,7 @@ import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bone_tumor_tf.io_utils import atomic_write_text
+from bone_tumor_tf.io import atomic_write_text
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }

@@ -32,6 +32,7 @@ from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_A
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.explain.cam import CamExplainer
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
+from bone_tumor_tf.io import unique_stems, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -80,23 +81,6 @@ def _thumbnail(panel: np.ndarray) -> np.ndarray:
     return cv2.resize(panel, size, interpolation=cv2.INTER_AREA)
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    tmp.replace(path)
-
-
-def _unique_stem(path: Path, taken: set[str]) -> str:
-    stem, k = path.stem, 2
-    while stem in taken:
-        stem, k = f"{path.stem}_{k}", k + 1
-    taken.add(stem)
-    return stem
-
-
 def read_results(out_dir: str | Path) -> list[dict]:
     """The rows of ``OUT/diagnoses.jsonl`` (a torn last line from a kill is ignored)."""
     path = Path(out_dir) / RESULTS_NAME
@@ -135,7 +119,8 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     (out_dir / "thumbs").mkdir(exist_ok=True)
     rows = read_results(out_dir)
     done = {row["file"] for row in rows}
-    taken = {Path(row["panel"]).stem for row in rows if "panel" in row}
+    # Output names from the whole batch, so that a rerun gives every file the same name.
+    stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))
     explainer = None
     if cam_method != "none":
         explainer = CamExplainer(models.classifier, layer_name=cam_layer)
@@ -161,10 +146,10 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                 row = {"file": str(path), "error": str(error)}
                 logger.warning("%s", error)
             else:
-                stem = _unique_stem(Path(path), taken)
+                stem = stems[str(path)]
                 panel = draw_panel(original, diagnosis, models.threshold)
-                _write_png(out_dir / "panels" / f"{stem}.png", panel)
-                _write_png(out_dir / "thumbs" / f"{stem}.png", _thumbnail(panel))
+                write_png(out_dir / "panels" / f"{stem}.png", panel)
+                write_png(out_dir / "thumbs" / f"{stem}.png", _thumbnail(panel))
                 row = {"file": str(path), "finding": diagnosis.finding,
                        "probabilities": {k: round(v, 6) for k, v in
                                          diagnosis.probabilities.items()},
