@@ -34,6 +34,9 @@ COMMANDS = {
                                                                "CheXpert DenseNet121 to Keras"),
     "export": ("bone_tumor_tf.cli.export", "write a TensorFlow SavedModel (TF Serving) and "
                                            "its contract"),
+    "diagnose": ("bone_tumor_tf.cli.diagnose", "find, classify and explain tumors on new "
+                                               "radiographs; evaluate the chain like a "
+                                               "detector"),
     "demo": ("bone_tumor_tf.cli.demo", "the whole pipeline on synthetic data (make demo)"),
 }
 

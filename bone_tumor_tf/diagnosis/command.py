@@ -1,0 +1,71 @@
+"""What ``bone-tumor diagnose`` does, as one library call: load, select images, run, score."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.splits import load_splits
+from bone_tumor_tf.diagnosis.evaluate import evaluate_chain
+from bone_tumor_tf.diagnosis.models import load_chain_models
+from bone_tumor_tf.diagnosis.run import diagnose_files
+from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.inference import expand_inputs
+
+logger = logging.getLogger(__name__)
+
+
+def split_records(data, split: str, splits_csv: Path | None, segmenter: Path):
+    """The records of ``split`` of ``data``; warns when the segmenter trained on any of them."""
+    records = list(load_dataset(data).records)
+    if split == "all":
+        return records
+    if splits_csv is None or not splits_csv.is_file():
+        raise DataError(splits_csv or data, f"no splits file to select --split {split} "
+                                            "(pass --splits CSV or --split all)")
+    frame = load_splits(splits_csv)
+    wanted = set(frame.loc[frame["split"] == split, "image_id"])
+    chosen = [r for r in records if r.image_id in wanted]
+    if not chosen:
+        raise DataError(splits_csv, f"no image of split {split!r} is in {data}")
+    seg_splits = segmenter.parent / "splits.csv"
+    if seg_splits.is_file():
+        seg = load_splits(seg_splits)
+        trained = set(seg.loc[seg["split"] == "train", "image_id"]) & wanted
+        if trained:
+            logger.warning("%s: the segmenter trained on %d of the %d %s images; its figures "
+                           "here are optimistic", seg_splits, len(trained), len(chosen), split)
+    return chosen
+
+
+def diagnose_command(args) -> dict:
+    """Run ``diagnose`` for parsed arguments; returns ``{"message", "failed"}``."""
+    if bool(args.inputs) == bool(args.data):
+        raise BoneTumorError("give either images/folders to diagnose or --data DIR to "
+                             "evaluate the chain, not both (nor neither)")
+    models = load_chain_models(args.segmenter, args.classifier, args.whole_image,
+                               args.threshold)
+    options = {"min_area": args.min_area, "merge_overlap": args.merge_overlap,
+               "whole_image_weight": args.whole_image_weight, "cam_method": args.cam,
+               "cam_layer": args.layer}
+    out = Path(args.out)
+    if args.data:
+        splits_csv = Path(args.splits) if args.splits else Path(args.classifier).parent / \
+            "splits.csv"
+        records = split_records(args.data, args.split, splits_csv, Path(args.segmenter))
+        metrics = evaluate_chain(models, records, out, seed=args.seed,
+                                 n_bootstrap=args.n_bootstrap, **options)
+        chain = metrics["image_level"]["chain"]
+        return {"message": f"{metrics['n_images']} images: mAP50 "
+                           f"{metrics['detection']['map'] or 0:.3f}, chain balanced accuracy "
+                           f"{chain['balanced_accuracy']:.3f}; report: "
+                           f"{out / 'diagnosis_report.md'}; review: {out / 'index.html'}",
+                "failed": metrics["n_failed"]}
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise DataError(" ".join(args.inputs), "no image files found")
+    rows = diagnose_files(models, files, out, **options)
+    failed = sum("error" in row for row in rows)
+    return {"message": f"{len(rows) - failed} of {len(rows)} images diagnosed; review: "
+                       f"{out / 'index.html'}", "failed": failed}
