@@ -17,8 +17,9 @@ import numpy as np
 from bone_tumor_tf.data.preprocess import map_to_original
 from bone_tumor_tf.diagnosis.chain import CLASSES
 from bone_tumor_tf.errors import ModelFileError
-from bone_tumor_tf.inference import load_input, load_model, model_contract, predict_probabilities
+from bone_tumor_tf.inference import load_input, predict_probabilities
 from bone_tumor_tf.models.contract import is_segmentation_model, read_contract
+from bone_tumor_tf.models.loading import load_model
 
 
 @dataclass
@@ -62,24 +63,31 @@ def _check_grey_input(model, path: Path) -> None:
                              "the chain feeds grey radiographs in [0, 255]")
 
 
+def _check_input_range(contract, path: Path) -> None:
+    if tuple(contract.input_range) != (0.0, 255.0):
+        raise ModelFileError(f"{path}: expects input values in {list(contract.input_range)}; "
+                             "the chain feeds radiograph grey values in [0, 255]")
+
+
 def _classifier(path: Path, role: str, crop_mode: str):
-    model, contract = load_model(path), None
+    model = load_model(path)
     if is_segmentation_model(model):
         raise ModelFileError(f"{path}: is a segmentation model; {role} needs a three-class "
                              f"classifier trained with crop mode {crop_mode}")
-    contract = model_contract(model)
+    contract = read_contract(model)
     _check_grey_input(model, path)
-    names = list(contract["class_names"])
+    _check_input_range(contract, path)
+    names = list(contract.class_names)
     if sorted(names) != sorted(CLASSES):
         raise ModelFileError(f"{path}: classes {names}; {role} needs a three-class normal / "
                              "benign / malignant classifier")
-    if contract.get("crop_mode", "none") != crop_mode:
+    if contract.crop_mode != crop_mode:
         hint = ("pass it as --whole-image" if crop_mode == "gt-box"
                 else "pass it as --classifier")
         raise ModelFileError(f"{path}: was trained with crop mode "
-                             f"{contract.get('crop_mode')}; {role} needs crop mode "
+                             f"{contract.crop_mode}; {role} needs crop mode "
                              f"{crop_mode} ({hint})")
-    return model, int(contract["image_size"]), names
+    return model, contract.image_size, names
 
 
 def load_chain_models(segmenter: str | Path, classifier: str | Path,
@@ -92,9 +100,10 @@ def load_chain_models(segmenter: str | Path, classifier: str | Path,
         raise ModelFileError(f"{segmenter}: is not a segmentation model; --segmenter needs a "
                              "U-Net saved by the toolkit (a classifier goes to --classifier)")
     _check_grey_input(seg, segmenter)
-    seg_contract = read_contract(segmenter) or {}
+    seg_contract = read_contract(seg)
+    _check_input_range(seg_contract, segmenter)
     if threshold is None:
-        threshold = float(seg_contract.get("threshold", 0.5))
+        threshold = seg_contract.threshold if seg_contract.threshold is not None else 0.5
     cls, cls_size, names = _classifier(classifier, "--classifier", "gt-box")
     models = ChainModels(seg, int(seg.inputs[0].shape[1]), float(threshold), cls, cls_size,
                          names, paths={"segmenter": str(segmenter),

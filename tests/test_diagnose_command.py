@@ -1,0 +1,132 @@
+"""``bone-tumor diagnose`` end to end with small saved models: outputs, refusals, evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from bone_tumor_tf.cli import main  # noqa: E402
+from bone_tumor_tf.models.contract import (  # noqa: E402
+    ModelContract,
+    attach_contract,
+    save_with_contract,
+)
+
+NAMES = ("normal", "benign", "malignant")
+
+
+def _bright_segmenter(path, size=32):
+    """A U-Net stand-in from standard layers: tumor probability rises with brightness."""
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright",
+                            kernel_initializer=keras.initializers.Constant(0.08),
+                            bias_initializer=keras.initializers.Constant(-12.0))(inputs)
+    model = keras.Model(inputs, x)
+    attach_contract(model, ModelContract(task="segmentation",
+                                         class_names=("background", "tumor"),
+                                         image_size=size, threshold=0.5, arch="unet"))
+    return save_with_contract(model, path)
+
+
+def _classifier(path, crop_mode="gt-box", classes=NAMES, size=32, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    units, activation = (1, "sigmoid") if len(classes) == 2 else (len(classes), "softmax")
+    outputs = keras.layers.Dense(units, activation=activation, name="predictions")(x)
+    model = keras.Model(inputs, outputs)
+    attach_contract(model, ModelContract(
+        task="binary" if len(classes) == 2 else "multiclass", class_names=tuple(classes),
+        image_size=size, crop_mode=crop_mode, normalization="unit",
+        details={"gradcam_layer": "conv"}))
+    return save_with_contract(model, path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"seg": _bright_segmenter(root / "seg.keras"),
+            "cls": _classifier(root / "cls.keras"),
+            "whole": _classifier(root / "whole.keras", crop_mode="none", seed=1),
+            "binary": _classifier(root / "binary.keras", classes=("normal", "tumor"))}
+
+
+def test_diagnose_writes_one_line_panel_and_page_per_image(models, synthetic_btxrd, tmp_path,
+                                                           capsys):
+    images = sorted((synthetic_btxrd / "images").iterdir())[:4]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
+            "--whole-image", str(models["whole"]), "--out", str(out), "--min-area", "4",
+            *map(str, images[:2]), str(bad), *map(str, images[2:])]
+    assert main(argv) == 1  # ran; one file could not be read
+    err = capsys.readouterr().err
+    assert "broken.png" in err
+    rows = [json.loads(line) for line in (out / "diagnoses.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == [str(p) for p in images[:2]] + [str(bad)] + \
+        [str(p) for p in images[2:]]
+    assert "error" in rows[2] and "broken.png" in rows[2]["error"]
+    for row in rows[:2] + rows[3:]:
+        assert row["finding"] in NAMES
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert set(row["whole_image_probabilities"]) == set(NAMES)
+        for region in row["regions"]:
+            x0, y0, x1, y1 = region["box"]
+            assert 0 <= x0 <= x1 < row["size"][1] and 0 <= y0 <= y1 < row["size"][0]
+        assert (out / row["panel"]).is_file() and (out / row["thumbnail"]).is_file()
+    page = (out / "index.html").read_text()
+    assert all(p.name in page for p in images) and "broken.png" in page
+    # a rerun resumes: nothing is diagnosed twice
+    assert main(argv) == 1
+    assert len((out / "diagnoses.jsonl").read_text().splitlines()) == len(rows)
+
+
+@pytest.mark.parametrize("role, model, message", [
+    ("--classifier", "seg", "is a segmentation model"),
+    ("--segmenter", "cls", "is not a segmentation model"),
+    ("--classifier", "whole", "pass it as --whole-image"),
+    ("--classifier", "binary", "needs a three-class"),
+    ("--whole-image", "cls", "pass it as --classifier"),
+])
+def test_models_in_the_wrong_role_are_refused_in_one_line(models, synthetic_btxrd, tmp_path,
+                                                          capsys, role, model, message):
+    chosen = {"--segmenter": models["seg"], "--classifier": models["cls"]}
+    chosen[role] = models[model]
+    argv = ["diagnose", "--out", str(tmp_path / "o"), str(synthetic_btxrd / "images")]
+    for key, value in chosen.items():
+        argv += [key, str(value)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(models[model]) in err[0]
+
+
+def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
+            "--whole-image", str(models["whole"]), "--data", str(synthetic_btxrd),
+            "--split", "all", "--out", str(out), "--n-bootstrap", "50", "--cam", "none"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "diagnosis_metrics.json").read_text())
+    assert metrics["n_images"] == 60 and metrics["n_failed"] == 0
+    assert set(metrics["image_level"]) == {"chain", "oracle", "whole_image"}
+    assert set(metrics["differences"]) == {"chain - oracle", "whole_image - oracle",
+                                           "chain - whole_image"}
+    assert set(metrics["detection"]["per_class"]) == {"benign", "malignant"}
+    rate = metrics["normal_false_tumor_rate"]
+    assert rate["n_normal"] == metrics["class_counts"]["normal"]
+    # the false-tumor rate, recomputed from the JSON lines and the sheet's labels
+    from bone_tumor_tf.data import load_dataset
+
+    labels = {str(r.path): r.label for r in load_dataset(synthetic_btxrd).records}
+    rows = [json.loads(line) for line in (out / "diagnoses.jsonl").read_text().splitlines()]
+    flags = [r["finding"] != "normal" for r in rows if labels[r["file"]] == "normal"]
+    assert rate["rate"] == pytest.approx(np.mean(flags))
+    report = (out / "diagnosis_report.md").read_text()
+    assert "mAP50" in report and "chain - oracle" in report
