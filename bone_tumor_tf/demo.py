@@ -14,7 +14,11 @@ Steps, each writing into ``--out``:
 4. train the attention U-Net on the tumor masks and evaluate it;
 5. Grad-CAM and Grad-CAM++ overlays for the whole-image model's test images, and how often
    they hit the lesion (last conv layer, and ``pool3_relu`` at 16x16 resolution);
-6. ``summary.md``: the headline figures and where every report is.
+6. the diagnosis chain on the test split: the attention U-Net proposes tumors, the
+   three-class ``gt-box`` classifier of step 3 reads each crop (``diagnosis/``:
+   ``diagnosis_report.md``, ``index.html``), measured like a detector and against the
+   classifier on the ground-truth crops;
+7. ``summary.md``: the headline figures and where every report is.
 
 The data are synthetic phantoms: the figures show that the pipeline learns, not clinical
 performance. Runs that already finished are reused, so an interrupted demo picks up where
@@ -33,6 +37,9 @@ from bone_tumor_tf.data.dataset import resolve_data_dir
 from bone_tumor_tf.data.inspection import inspect_dataset
 from bone_tumor_tf.data.preview import preview_dataset
 from bone_tumor_tf.data.splits import make_splits, save_splits
+from bone_tumor_tf.diagnosis.command import split_records
+from bone_tumor_tf.diagnosis.evaluate import evaluate_chain
+from bone_tumor_tf.diagnosis.models import load_chain_models
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number
 from bone_tumor_tf.explain.scoring import CamOptions, explain
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
@@ -159,8 +166,16 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
         logger.info("wrote %s to %s", ", ".join(written), out / name)
     timings["gradcam"] = time.perf_counter() - start
 
+    diagnosis_dir = out / "diagnosis"
+    start = _step("6. diagnosis chain: attention U-Net finds the tumor, 3a classifies the crop")
+    models = load_chain_models(unet_dir / "model.keras", densenet_dir / "model.keras")
+    records = split_records(btxrd_dir, "test", densenet_dir / "splits.csv",
+                            unet_dir / "model.keras")
+    evaluate_chain(models, records, diagnosis_dir, n_bootstrap=500 if quick else 2000)
+    timings["diagnosis"] = time.perf_counter() - start
+
     summary = write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
-                            whole_dir)
+                            whole_dir, diagnosis_dir)
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
     return summary
 
@@ -174,7 +189,7 @@ def _fmt(value, digits=3) -> str:
 
 
 def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,
-                  whole_dir=None) -> Path:
+                  whole_dir=None, diagnosis_dir=None) -> Path:
     """``summary.md``: headline figures of every step with links to the full reports."""
 
     densenet = _load(densenet_dir / "metrics.json")
@@ -226,12 +241,32 @@ def write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings
                 f"| {method} (layer {cams.get('layer')}) | pointing game [95% CI] vs chance | "
                 f"{format_ci(hit)} vs "
                 f"{_fmt(chance['estimate'])} |")
+    diagnosis = _load(Path(diagnosis_dir) / "diagnosis_metrics.json") if diagnosis_dir else {}
+    if diagnosis:
+        chain, oracle = (diagnosis["image_level"][k]["balanced_accuracy"]
+                         for k in ("chain", "oracle"))
+        difference = diagnosis["differences"]["chain - oracle"]["balanced_accuracy"]
+        rate = dict(diagnosis["normal_false_tumor_rate"])
+        rate["estimate"] = rate.pop("rate")
+        lines += [
+            f"| diagnosis chain | detection mAP50 | {_fmt(diagnosis['detection']['map'])} |",
+            f"| diagnosis chain | balanced accuracy: chain / gt-box oracle | {_fmt(chain)} / "
+            f"{_fmt(oracle)} |",
+            f"| diagnosis chain | chain - oracle (paired 95% CI) | "
+            f"{format_ci(difference, signed=True)} |",
+            f"| diagnosis chain | share of the oracle's advantage over chance kept | "
+            f"{_fmt(diagnosis['oracle_advantage_recovered'])} |",
+            f"| diagnosis chain | normal radiographs given a tumor | {format_ci(rate)} |",
+        ]
     lines += ["", "Reports:", ""]
     reports = [densenet_dir / "report.md", resnet_dir / "report.md"]
     if whole_dir is not None:
         reports.append(whole_dir / "report.md")
     reports += [unet_dir / "report.md"]
     reports += [Path(d) / "cam_report.md" for d in gradcam_dirs]
+    if diagnosis_dir is not None:
+        reports += [Path(diagnosis_dir) / "diagnosis_report.md",
+                    Path(diagnosis_dir) / "index.html"]
     for path in (*reports, Path(out) / "augmented_batch.png"):
         if path.exists():
             lines.append(f"- {path}")

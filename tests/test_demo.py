@@ -69,3 +69,28 @@ def test_demo_command_refuses_unknown_options(capsys):
         main(["demo", "--epochs", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --epochs 3" in capsys.readouterr().err
+
+
+def test_summary_states_chain_against_oracle_and_links_the_review_page(tmp_path):
+    diagnosis = tmp_path / "diagnosis"
+    _write(diagnosis / "diagnosis_metrics.json", {
+        "detection": {"map": 0.4321},
+        "image_level": {"chain": {"balanced_accuracy": 0.6}, "oracle": {"balanced_accuracy": 0.8}},
+        "differences": {"chain - oracle": {"balanced_accuracy": {
+            "estimate": -0.2, "low": -0.3, "high": -0.1}}},
+        "oracle_advantage_recovered": 0.56, "normal_false_tumor_rate": {
+            "rate": 0.1, "low": 0.05, "high": 0.2, "n_normal": 30}})
+    _write(diagnosis / "diagnosis_report.md", "# chain")
+    _write(diagnosis / "index.html", "<html></html>")
+    missing = tmp_path / "missing"
+    lines = demo.write_summary(tmp_path, missing, missing, missing, [], {},
+                               diagnosis_dir=diagnosis).read_text().splitlines()
+    assert "| diagnosis chain | detection mAP50 | 0.432 |" in lines
+    assert ("| diagnosis chain | balanced accuracy: chain / gt-box oracle | 0.600 / 0.800 |"
+            in lines)
+    assert ("| diagnosis chain | chain - oracle (paired 95% CI) | -0.200 [-0.300, -0.100] |"
+            in lines)
+    assert ("| diagnosis chain | normal radiographs given a tumor | 0.100 [0.050, 0.200] |"
+            in lines)
+    links = [line[2:] for line in lines if line.startswith("- ")]
+    assert links == [str(diagnosis / "diagnosis_report.md"), str(diagnosis / "index.html")]
