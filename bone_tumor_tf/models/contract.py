@@ -383,7 +383,9 @@ def save_with_contract(model, path: str | os.PathLike,
         raise ModelConfigError(f"{path}: the contract's input {contract.input_shape} does "
                                f"not match the model's {shape}")
     graph = without_legacy_layers(model)
-    inference = keras.Model(graph.inputs, graph.outputs, name=model.name)
+    # .input / .output keep the model's structure (one tensor, not a list of one), so
+    # model(x) and the serving signature of model.export take the array itself
+    inference = keras.Model(graph.input, graph.output, name=model.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved = path.with_name(f".{path.stem}.saving.keras")
     final = path.with_name(f".{path.stem}.tmp.keras")
