@@ -186,6 +186,8 @@ def test_plain_keras_loads_toolkit_models_without_the_toolkit(tmp_path):
     expected = {}
     for name, model in (("classifier", classifier), ("unet", unet)):
         loaded, _ = save_and_reload(model, tmp_path / f"{name}.keras")
+        # one input tensor, as built (not a list of one): model(x) takes the array itself
+        assert not isinstance(loaded.input, list | tuple)
         expected[name] = np.asarray(loaded(x, training=False))
         np.testing.assert_allclose(expected[name], np.asarray(model(x, training=False)),
                                    atol=1e-6)
