@@ -20,7 +20,7 @@ class _UserCallback(keras.callbacks.Callback):
 
 
 class TinyTrainer(Trainer):
-    """Two phases of a 2-layer Dense model on 24 random points; records what ran."""
+    """Two phases of a tiny image model on 24 random 8 x 8 images; records what ran."""
 
     monitor, monitor_mode = "val_loss", "min"
     empty_split_message = "no {split} images"
@@ -33,8 +33,8 @@ class TinyTrainer(Trainer):
     def load_data(self, run_dir: Path, resuming: bool) -> RunData:
         self.events.append(("load", resuming))
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(24, 4)).astype("float32")
-        y = (x[:, :1] > 0).astype("float32")
+        x = rng.normal(size=(24, 8, 8, 1)).astype("float32")
+        y = (x[:, :4, :4, 0].mean(axis=(1, 2))[:, None] > 0).astype("float32")
         splits = {"train": (x[:16], y[:16]), "val": (x[16:20], y[16:20]),
                   "test": (x[20:], y[20:])}
         sizes = {name: 0 if name == self.empty_split else len(part[0])
@@ -44,9 +44,11 @@ class TinyTrainer(Trainer):
                        config={"sizes": sizes})
 
     def build_model(self, data: RunData):
-        inputs = keras.Input((4,))
-        outputs = keras.layers.Dense(1, activation="sigmoid")(
-            keras.layers.Dense(3, activation="relu")(inputs))
+        # An image model (8 x 8 gray -> tumor probability): what the saved contract describes.
+        inputs = keras.Input((8, 8, 1))
+        features = keras.layers.GlobalAveragePooling2D()(
+            keras.layers.Conv2D(3, 3, activation="relu")(inputs))
+        outputs = keras.layers.Dense(1, activation="sigmoid")(features)
         model = keras.Model(inputs, outputs)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
         return model
