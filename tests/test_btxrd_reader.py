@@ -170,7 +170,7 @@ def test_resized_copy_shapes_agree_with_a_directly_rasterised_reference(
 
     from bone_tumor_tf.data.annotations import read_record_annotation
     from bone_tumor_tf.data.pipeline import prepare_record
-    from bone_tumor_tf.evaluation.segmentation import ground_truth_mask
+    from bone_tumor_tf.inference.segmentation import ground_truth_mask
 
     side = 256
     dataset = BTXRDDataset.load(resized_btxrd)

@@ -26,11 +26,11 @@ from bone_tumor_tf.evaluation.reports.segmentation import (
     write_comparison_report,
 )
 from bone_tumor_tf.evaluation.segmentation import empty_prediction_baseline
-from bone_tumor_tf.evaluation.segmentation_predictions import (
+from bone_tumor_tf.explain.overlay import overlay_masks
+from bone_tumor_tf.inference.segmentation import (
     predict_masks,
     predictions_at_original_resolution,
 )
-from bone_tumor_tf.explain.overlay import overlay_masks
 from bone_tumor_tf.models import load_model, read_contract
 from bone_tumor_tf.training.segmentation import (
     SegmentationOptions,

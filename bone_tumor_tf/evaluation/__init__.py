@@ -4,8 +4,10 @@
 - :mod:`.classification`: :func:`evaluate_predictions` and sensitivity at a fixed specificity.
 - :mod:`.calibration`: reliability bins, expected calibration error, multi-class Brier score.
 - :mod:`.stats`: bootstrap resampling and percentile confidence intervals.
-- :mod:`.segmentation`: Dice / IoU / pixel AUC at each image's original resolution;
-  :mod:`.segmentation_predictions`: the probability maps and masks it scores.
+- :mod:`.segmentation`: Dice / IoU / pixel AUC at each image's original resolution (the
+  probability maps it scores come from :mod:`bone_tumor_tf.inference.segmentation`).
+- :mod:`.detection`: AP50 per class and mAP50 of predicted boxes;
+  :mod:`.diagnosis`: the diagnosis chain against the gt-box oracle (paired bootstrap).
 - :mod:`.plots`: training curves, ROC / PR curves, confusion matrices, reliability diagram.
 - :mod:`.reports`: ``report.md`` laid out like the thesis tables (classification,
   segmentation), with the shared Markdown formatting of :mod:`.reports.markdown`.

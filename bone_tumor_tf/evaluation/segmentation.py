@@ -15,7 +15,7 @@ IoU, pixel ROC AUC and the normal-image false-positive rate; :func:`evaluate_seg
 adds the same metrics of an all-empty prediction, the baseline every model must beat (on a
 test set of tumor images its Dice is 0; every normal image adds a Dice of 1 to it). The
 probability maps and masks it scores come from
-:func:`bone_tumor_tf.evaluation.segmentation_predictions.predictions_at_original_resolution`
+:func:`bone_tumor_tf.inference.segmentation.predictions_at_original_resolution`
 (maps brought back through each image's pad/resize geometry, LabelMe polygons rasterised
 at the original resolution).
 
@@ -343,7 +343,7 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
 
     Args:
         predictions: an
-            :class:`~bone_tumor_tf.evaluation.segmentation_predictions.OriginalResolutionPredictions`
+            :class:`~bone_tumor_tf.inference.segmentation.OriginalResolutionPredictions`
             (``records``, ``probabilities``, ``masks``, ``is_normal``).
         threshold: ``prob >= threshold`` is tumor.
         seed: seed of the pixel-AUC subsample.

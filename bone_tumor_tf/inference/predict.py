@@ -17,8 +17,8 @@ import numpy as np
 
 from bone_tumor_tf.data.pipeline import default_workers
 from bone_tumor_tf.errors import DataError
-from bone_tumor_tf.evaluation.segmentation_predictions import predict_masks
 from bone_tumor_tf.inference.inputs import load_input
+from bone_tumor_tf.inference.segmentation import predict_masks
 from bone_tumor_tf.models.contract import read_contract
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
 def predict_segmentation(model, files, out: str | Path, threshold: float | None = None,
                          batch_size: int = 8) -> list[dict]:
     """Masks and overlays of ``files`` in ``out`` (see
-    :func:`bone_tumor_tf.evaluation.segmentation_predictions.predict_masks`); one dict per file.
+    :func:`bone_tumor_tf.inference.segmentation.predict_masks`); one dict per file.
 
     ``threshold`` defaults to the one in the model's contract (the run's), else 0.5.
     """

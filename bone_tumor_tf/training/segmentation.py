@@ -57,7 +57,7 @@ from bone_tumor_tf.evaluation.segmentation import (
     dice_score,
     evaluate_segmentation,
 )
-from bone_tumor_tf.evaluation.segmentation_predictions import (
+from bone_tumor_tf.inference.segmentation import (
     predict_probability_maps,
     predictions_at_original_resolution,
 )

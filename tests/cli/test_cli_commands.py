@@ -22,7 +22,7 @@ def test_top_level_help_lists_every_command(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     expected = ("train", "segment", "gradcam", "predict", "evaluate", "data",
-                "convert-chexpert", "export", "demo")
+                "convert-chexpert", "export", "diagnose", "demo")
     assert tuple(cli.COMMANDS) == expected
     listing = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in listing] == list(expected)

@@ -69,7 +69,7 @@ def write_case_overlays(predictions, metrics: Mapping, out_dir: str | Path,
     """``overlay_{best,median,worst}.png`` at original resolution; returns case -> path.
 
     ``predictions`` is an
-    :class:`~bone_tumor_tf.evaluation.segmentation_predictions.OriginalResolutionPredictions`
+    :class:`~bone_tumor_tf.inference.segmentation.OriginalResolutionPredictions`
     and ``metrics`` the dict of
     :func:`~bone_tumor_tf.evaluation.segmentation.evaluate_segmentation`.
     Cases come from :func:`select_cases` on ``metrics["per_image"]``; each overlay is
