@@ -39,7 +39,7 @@ from bone_tumor_tf.training.segmentation import (
 )
 
 TINY = dict(image_size=32, base_filters=4, depth=3, batch_size=8, patience=3, verbose=0)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _options(data, out, **overrides) -> SegmentationOptions:

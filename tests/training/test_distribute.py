@@ -14,7 +14,7 @@ import pytest
 from bone_tumor_tf.errors import BoneTumorError
 from bone_tumor_tf.training import distribute
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Two logical CPU devices must be configured before TensorFlow initialises its devices,
 # hence a fresh interpreter. The model has no BatchNorm: in training mode each replica
