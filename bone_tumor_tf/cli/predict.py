@@ -59,11 +59,16 @@ def run(args) -> int:
         if not args.out:
             raise BoneTumorError("--out is required for a segmentation model (masks are "
                                  "written as PNG files)")
+        failed = 0
         for row in predict_segmentation(model, files, args.out, args.threshold,
                                         args.batch_size):
+            if "error" in row:
+                failed += 1
+                print(f"error: {row['error']}", file=sys.stderr)
+                continue
             print(json.dumps(row) if args.json else
                   "  ".join(f"{k}={v}" for k, v in row.items()))
-        return EXIT_OK
+        return EXIT_NO if failed else EXIT_OK
     names = list(read_contract(model).class_names)
     if not args.json:
         print("file\tpredicted\t" + "\t".join(f"p({n})" for n in names))

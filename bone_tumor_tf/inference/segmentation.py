@@ -26,7 +26,7 @@ import numpy as np
 
 from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.preprocess import CropGeometry, map_to_original
-from bone_tumor_tf.errors import BoneTumorError, ModelFileError
+from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
 from bone_tumor_tf.explain.overlay import overlay_masks
 from bone_tumor_tf.inference import expand_inputs, load_input
 from bone_tumor_tf.io import unique_stems, write_png
@@ -158,7 +158,8 @@ def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
         batch_size: images per forward pass (and per decoding chunk).
 
     Returns:
-        One dict per input, in input order: ``file``, ``mask``, ``overlay`` (paths as
+        One dict per input, in input order (``file`` and a one-line ``error`` for a file
+        that cannot be read; the others go on): ``file``, ``mask``, ``overlay`` (paths as
         str), ``height``, ``width``, ``tumor_pixels``, ``tumor_fraction`` (of the image's
         pixels), ``max_probability``, ``threshold``.
 
@@ -185,14 +186,21 @@ def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
     stems = unique_stems(paths, separator="_")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    results: dict[int, dict] = {}
     batch_size = max(1, int(batch_size))
     for start in range(0, len(paths), batch_size):
-        prepared = [load_input(p, int(image_size)) for p in paths[start:start + batch_size]]
-        probs = predict_probability_maps(model, np.stack([p.input for p in prepared]),
+        prepared, chunk = [], range(start, min(start + batch_size, len(paths)))
+        for index in chunk:
+            try:  # one unreadable file is reported in its row; the others go on
+                prepared.append((index, load_input(paths[index], int(image_size))))
+            except DataError as error:
+                results[index] = {"file": str(paths[index]), "error": str(error)}
+        if not prepared:
+            continue
+        probs = predict_probability_maps(model, np.stack([p.input for _, p in prepared]),
                                          batch_size)
-        for offset, (item, prob) in enumerate(zip(prepared, probs)):
-            stem = stems[start + offset]
+        for (index, item), prob in zip(prepared, probs, strict=True):
+            stem = stems[index]
             prob_original = np.clip(map_to_original(prob, item.geometry), 0.0, 1.0)
             mask = prob_original >= threshold
             mask_path = write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
@@ -200,10 +208,10 @@ def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
                                      overlay_masks(item.original, predicted=mask,
                                                    fill_alpha=0.25))
             tumor_pixels = int(np.count_nonzero(mask))
-            results.append({
+            results[index] = {
                 "file": str(item.path), "mask": str(mask_path), "overlay": str(overlay_path),
                 "height": int(mask.shape[0]), "width": int(mask.shape[1]),
                 "tumor_pixels": tumor_pixels, "tumor_fraction": tumor_pixels / mask.size,
                 "max_probability": float(prob_original.max()), "threshold": float(threshold),
-            })
-    return results
+            }
+    return [results[index] for index in range(len(paths))]

@@ -191,6 +191,25 @@ def test_predict_masks_at_original_size(attention_run, synthetic_btxrd, tmp_path
         predict_masks(run_dir / "model.keras", [tmp_path / "missing.png"], tmp_path / "x")
 
 
+def test_predict_cli_on_a_segmentation_batch_reports_a_bad_file_and_goes_on(
+        attention_run, synthetic_btxrd, tmp_path, capsys):
+    from bone_tumor_tf.cli import main
+
+    run_dir, _ = attention_run
+    images = sorted((synthetic_btxrd / "images").iterdir())[:2]
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    status = main(["predict", "--model", str(run_dir / "model.keras"), str(images[0]), str(bad),
+                   str(images[1]), "--out", str(tmp_path / "masks"), "--json"])
+    assert status == 1  # ran; one file could not be read
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "corrupt.png" in errors[0]
+    rows = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert [Path(r["file"]).name for r in rows] == [images[0].name, images[1].name]
+    assert all(Path(r["mask"]).is_file() for r in rows)
+
+
 # --------------------------------------------------------------------------- resume
 
 
