@@ -14,7 +14,7 @@ from pathlib import Path
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.dataset import resolve_data_dir
 from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
-from bone_tumor_tf.data.splits import load_splits
+from bone_tumor_tf.data.splits import select_split
 from bone_tumor_tf.errors import DataError, ModelFileError
 from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation
 from bone_tumor_tf.inference import predict_probabilities
@@ -42,17 +42,8 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
     contract = read_contract(model)
     data_dir, synthetic = resolve_data_dir(str(data))
     dataset = load_dataset(data_dir)
-    records = list(dataset.records)
     splits_csv = Path(splits_csv) if splits_csv else model_path.parent / "splits.csv"
-    if split != "all":
-        if not splits_csv.is_file():
-            raise DataError(splits_csv, f"no splits file to select --split {split} (pass "
-                                        "--splits CSV or --split all)")
-        frame = load_splits(splits_csv)
-        wanted = set(frame.loc[frame["split"] == split, "image_id"])
-        records = [r for r in records if r.image_id in wanted]
-        if not records:
-            raise DataError(splits_csv, f"no image of split {split!r} is in {data_dir}")
+    records = select_split(dataset.records, split, splits_csv, data_dir)
     crop = contract.crop_mode
     if crop == "gt-box" and not dataset.annotated:
         raise DataError(data_dir, "model was trained with crop mode gt-box, which needs "

@@ -146,3 +146,24 @@ def load_splits(path: str | Path) -> pd.DataFrame:
     if bad:
         raise DataError(path, f"unknown split names {bad}")
     return frame
+
+
+def select_split(records: Sequence[ImageRecord], split: str, splits_csv: str | Path | None,
+                 data_dir: str | Path) -> list[ImageRecord]:
+    """The records of ``split`` (``train``/``val``/``test``) named in ``splits_csv``;
+    every record for ``split="all"``.
+
+    Raises:
+        DataError: no splits file for a named split, or no record of that split in the data.
+    """
+    if split == "all":
+        return list(records)
+    if splits_csv is None or not Path(splits_csv).is_file():
+        raise DataError(splits_csv or data_dir, f"no splits file to select --split {split} "
+                                                "(pass --splits CSV or --split all)")
+    frame = load_splits(splits_csv)
+    wanted = set(frame.loc[frame["split"] == split, "image_id"])
+    chosen = [r for r in records if r.image_id in wanted]
+    if not chosen:
+        raise DataError(splits_csv, f"no image of split {split!r} is in {data_dir}")
+    return chosen

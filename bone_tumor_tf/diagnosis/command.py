@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from bone_tumor_tf.data import load_dataset
-from bone_tumor_tf.data.splits import load_splits
+from bone_tumor_tf.data.splits import load_splits, select_split
 from bone_tumor_tf.diagnosis.evaluate import evaluate_chain
 from bone_tumor_tf.diagnosis.models import load_chain_models
 from bone_tumor_tf.diagnosis.run import diagnose_files
@@ -18,17 +18,10 @@ logger = logging.getLogger(__name__)
 
 def split_records(data, split: str, splits_csv: Path | None, segmenter: Path):
     """The records of ``split`` of ``data``; warns when the segmenter trained on any of them."""
-    records = list(load_dataset(data).records)
+    chosen = select_split(load_dataset(data).records, split, splits_csv, data)
     if split == "all":
-        return records
-    if splits_csv is None or not splits_csv.is_file():
-        raise DataError(splits_csv or data, f"no splits file to select --split {split} "
-                                            "(pass --splits CSV or --split all)")
-    frame = load_splits(splits_csv)
-    wanted = set(frame.loc[frame["split"] == split, "image_id"])
-    chosen = [r for r in records if r.image_id in wanted]
-    if not chosen:
-        raise DataError(splits_csv, f"no image of split {split!r} is in {data}")
+        return chosen
+    wanted = {r.image_id for r in chosen}
     seg_splits = segmenter.parent / "splits.csv"
     if seg_splits.is_file():
         seg = load_splits(seg_splits)
