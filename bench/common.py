@@ -190,11 +190,11 @@ def ensure_dataset(n: int, min_side: int, max_side: int, seed: int = 0) -> Path:
 def load_bench_data(n: int, image_size: int, min_side: int = 1000, max_side: int = 2000,
                     seed: int = 0, crop_mode: str = "none") -> BenchData:
     """Generate (once) and prepare ``n`` BTXRD-like radiographs at ``image_size``
-    (``crop_mode`` as in :func:`bone_tumor_tf.data.pipeline.prepare_images`)."""
+    (``crop_mode`` as in :func:`bone_tumor_tf.data.prepare.prepare_images`)."""
     from PIL import Image
 
     from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
+    from bone_tumor_tf.data.prepare import encode_labels, prepare_images
 
     root = ensure_dataset(n, min_side, max_side, seed)
     dataset = load_dataset(root)

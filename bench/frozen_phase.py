@@ -130,7 +130,8 @@ def run(data: BenchData, arch: str = "densenet121", epochs: int = 10, batch_size
     """Benchmark entry."""
     import keras
 
-    from bone_tumor_tf.data.pipeline import class_weights, make_classification_dataset
+    from bone_tumor_tf.data.pipeline import make_classification_dataset
+    from bone_tumor_tf.data.prepare import class_weights
     from bone_tumor_tf.training.classification import ClassifierOptions, compile_for_phase
     from bone_tumor_tf.training.feature_cache import fit_head_on_features
 

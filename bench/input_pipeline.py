@@ -15,7 +15,7 @@ repetition's two adjacent calls (robust to other jobs starting or stopping mid-r
 
 Also reported: the pipeline alone (iterating the dataset without a model, images/s), and
 the first-epoch cost that the steady state leaves out: decoding and resizing the JPEGs
-(:func:`bone_tumor_tf.data.pipeline.prepare_images`, once per run, or never with
+(:func:`bone_tumor_tf.data.prepare.prepare_images`, once per run, or never with
 ``--cache-dir``), and the first epoch's throughput including that decode.
 """
 

@@ -96,12 +96,8 @@ def measure(data_dir: str, image_size: int, records: int, batch_size: int, steps
     import tensorflow as tf
 
     from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import (
-        class_weights,
-        encode_labels,
-        make_classification_dataset,
-        prepare_images,
-    )
+    from bone_tumor_tf.data.pipeline import make_classification_dataset
+    from bone_tumor_tf.data.prepare import class_weights, encode_labels, prepare_images
     from bone_tumor_tf.inference import predict_probabilities
     from bone_tumor_tf.models.classifiers import set_trainable_for_phase
 

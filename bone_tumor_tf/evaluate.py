@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.dataset import resolve_data_dir
-from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
+from bone_tumor_tf.data.prepare import encode_labels, prepare_images
 from bone_tumor_tf.data.splits import select_split
 from bone_tumor_tf.errors import DataError, ModelFileError
 from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation

@@ -21,7 +21,7 @@ import numpy as np
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.btxrd import BTXRDDataset
 from bone_tumor_tf.data.inspection import sheet_problems
-from bone_tumor_tf.data.pipeline import PreparedImages, encode_labels, prepare_images
+from bone_tumor_tf.data.prepare import PreparedImages, encode_labels, prepare_images
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.data.splits import load_splits, make_splits, save_splits
 from bone_tumor_tf.data.synthetic import generate_btxrd, generate_folders

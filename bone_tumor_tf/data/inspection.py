@@ -30,7 +30,7 @@ from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.folders import FolderDataset
 from bone_tumor_tf.data.images import is_image_file, read_image
 from bone_tumor_tf.data.mask_folders import MaskFolderDataset, is_mask_folder
-from bone_tumor_tf.data.pipeline import default_workers
+from bone_tumor_tf.data.prepare import default_workers
 from bone_tumor_tf.data.records import ImageRecord
 from bone_tumor_tf.errors import DataError
 

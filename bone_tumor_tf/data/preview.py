@@ -15,10 +15,8 @@ import cv2
 import numpy as np
 
 from bone_tumor_tf.data import load_dataset
-from bone_tumor_tf.data.pipeline import (
-    build_augmentation,
-    prepare_images,
-)
+from bone_tumor_tf.data.pipeline import build_augmentation
+from bone_tumor_tf.data.prepare import prepare_images
 from bone_tumor_tf.data.splits import make_splits
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.io import write_png

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bone_tumor_tf.data.annotations import read_record_annotation
-from bone_tumor_tf.data.pipeline import prepare_images
+from bone_tumor_tf.data.prepare import prepare_images
 from bone_tumor_tf.diagnosis.chain import CLASSES, TUMOR_CLASSES
 from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import DataError

@@ -38,7 +38,7 @@ import numpy as np
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.images import read_image
-from bone_tumor_tf.data.pipeline import default_workers
+from bone_tumor_tf.data.prepare import default_workers
 from bone_tumor_tf.data.preprocess import map_to_original
 from bone_tumor_tf.data.splits import load_splits
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bone_tumor_tf.data.pipeline import default_workers
+from bone_tumor_tf.data.prepare import default_workers
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.inference.inputs import load_input
 from bone_tumor_tf.inference.segmentation import predict_masks

@@ -35,12 +35,8 @@ import keras
 import numpy as np
 
 from bone_tumor_tf.data.dataset import SplitArrays, load_run_data, split_arrays
-from bone_tumor_tf.data.pipeline import (
-    EpochSeeds,
-    class_weights,
-    make_classification_dataset,
-    task_class_names,
-)
+from bone_tumor_tf.data.pipeline import EpochSeeds, make_classification_dataset
+from bone_tumor_tf.data.prepare import class_weights, task_class_names
 from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation
 from bone_tumor_tf.inference import predict_probabilities
 from bone_tumor_tf.models.classifiers import (

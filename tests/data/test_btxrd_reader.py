@@ -169,7 +169,7 @@ def test_resized_copy_shapes_agree_with_a_directly_rasterised_reference(
     import cv2
 
     from bone_tumor_tf.data.annotations import read_record_annotation
-    from bone_tumor_tf.data.pipeline import prepare_record
+    from bone_tumor_tf.data.prepare import prepare_record
     from bone_tumor_tf.inference.segmentation import ground_truth_mask
 
     side = 256

@@ -194,7 +194,7 @@ def test_predict_batch_reports_the_malformed_file_and_predicts_the_others(tmp_pa
 
 
 def test_prepare_images_lists_the_malformed_file_and_prepares_the_others(tmp_path):
-    from bone_tumor_tf.data.pipeline import prepare_images
+    from bone_tumor_tf.data.prepare import prepare_images
     from bone_tumor_tf.data.records import ImageRecord
 
     files, bad = malformed_batch(tmp_path)

@@ -8,11 +8,10 @@ import pytest
 
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.images import read_image
-from bone_tumor_tf.data.pipeline import (
+from bone_tumor_tf.data.pipeline import make_classification_dataset, make_segmentation_dataset
+from bone_tumor_tf.data.prepare import (
     class_weights,
     encode_labels,
-    make_classification_dataset,
-    make_segmentation_dataset,
     prepare_images,
     task_class_names,
 )
@@ -152,7 +151,7 @@ def test_huge_image_decoded_reduced_keeps_its_annotation_aligned(tmp_path):
     import json
 
     from bone_tumor_tf.data.images import MAX_DECODE_SIDE
-    from bone_tumor_tf.data.pipeline import prepare_record
+    from bone_tumor_tf.data.prepare import prepare_record
     from bone_tumor_tf.data.records import ImageRecord
 
     height, width = 5000, 6000

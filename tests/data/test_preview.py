@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bone_tumor_tf.data import load_dataset
-from bone_tumor_tf.data.pipeline import prepare_images
+from bone_tumor_tf.data.prepare import prepare_images
 from bone_tumor_tf.data.preview import contact_sheet, preview_dataset, tile_box
 from bone_tumor_tf.data.splits import make_splits
 

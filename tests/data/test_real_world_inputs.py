@@ -425,7 +425,7 @@ def test_non_dicom_content_in_a_dcm_file_is_refused(tmp_path):
 def test_a_dicom_folder_is_a_class_per_folder_dataset(tmp_path):
     """DIR/<class>/*.dcm (and extension-less DICOM files) load and prepare like images."""
     from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import prepare_images
+    from bone_tumor_tf.data.prepare import prepare_images
 
     for cls in ("normal", "cancer"):
         (tmp_path / cls).mkdir()

@@ -8,7 +8,7 @@ import pytest
 from bone_tumor_tf.data.btxrd import BTXRDDataset
 from bone_tumor_tf.data.images import read_image_with_scale
 from bone_tumor_tf.data.labelme import parse_labelme
-from bone_tumor_tf.data.pipeline import prepare_record
+from bone_tumor_tf.data.prepare import prepare_record
 from bone_tumor_tf.diagnosis.chain import (
     Diagnosis,
     RegionFinding,

@@ -18,7 +18,7 @@ import pytest
 
 from bone_tumor_tf.cli.evaluate import main as evaluate_main
 from bone_tumor_tf.data import load_dataset
-from bone_tumor_tf.data.pipeline import prepare_images
+from bone_tumor_tf.data.prepare import prepare_images
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
 from bone_tumor_tf.evaluation.reports.segmentation import (
     OVERLAY_CASES,

@@ -50,7 +50,7 @@ def test_run_folder_has_every_artifact(finished_run):
 def test_saved_model_loads_safely_and_reproduces_the_reported_test_accuracy(finished_run,
                                                                             synthetic_btxrd):
     from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import encode_labels, prepare_images
+    from bone_tumor_tf.data.prepare import encode_labels, prepare_images
     from bone_tumor_tf.inference import predict_probabilities
     from bone_tumor_tf.models import load_model, read_contract
 
@@ -97,7 +97,7 @@ def test_class_weighted_loss_equals_numpy_formula():
     """Keras' class_weight with our weights gives L = mean_n(-sum_i w_i y_i log p_i)."""
     import keras
 
-    from bone_tumor_tf.data.pipeline import class_weights
+    from bone_tumor_tf.data.prepare import class_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 5)).astype("float32")

@@ -55,7 +55,7 @@ SIZE = 64
 def synthetic_set(synthetic_btxrd):
     """Records and prepared 64 px inputs (crop mode none) of the shared synthetic set."""
     from bone_tumor_tf.data import load_dataset
-    from bone_tumor_tf.data.pipeline import prepare_images
+    from bone_tumor_tf.data.prepare import prepare_images
 
     dataset = load_dataset(synthetic_btxrd)
     prepared = prepare_images(dataset.records, SIZE, crop_mode="none")
