@@ -7,6 +7,9 @@ from prepared ``uint8`` arrays: shuffle (seeded) -> batch -> Keras augmentation 
 
 from __future__ import annotations
 
+import keras
+import tensorflow as tf
+
 import numpy as np
 
 AUGMENTATIONS = ("standard", "randaugment", "none")
@@ -23,7 +26,6 @@ def build_augmentation(kind: str = "standard", seed: int = 0, *, rotation: float
     ``none``: identity (returns None). ``geometric_only`` drops intensity layers (for the
     joint image+mask augmentation of segmentation).
     """
-    import keras
 
     if kind == "none":
         return None
@@ -58,7 +60,6 @@ class RandAugmentGray:
             magnitude=magnitude, seed=seed)
 
     def __call__(self, images, training=True):
-        import tensorflow as tf
 
         rgb = tf.image.grayscale_to_rgb(images)
         out = self.layer(rgb, training=training)
@@ -85,7 +86,6 @@ class EpochSeeds:
     """
 
     def __init__(self, seed: int = 0):
-        import tensorflow as tf
 
         self.seed = int(seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
@@ -100,7 +100,6 @@ class EpochSeeds:
                                 .astype(variable.dtype))
 
     def callback(self):
-        import keras
 
         seeds = self
 
@@ -124,7 +123,6 @@ def make_classification_dataset(images: np.ndarray, labels: np.ndarray, num_clas
     With ``epoch_seeds`` (deterministic runs) the order and augmentation of every epoch
     depend only on (seed, epoch), see :class:`EpochSeeds`.
     """
-    import tensorflow as tf
 
     images = np.asarray(images, np.uint8)[..., None] if np.ndim(images) == 3 else images
     targets = _targets(np.asarray(labels), num_classes, task)
@@ -155,7 +153,6 @@ def make_classification_dataset(images: np.ndarray, labels: np.ndarray, num_clas
 
 
 def _epoch_keyed_dataset(images, targets, batch_size, augmentation, epoch_seeds):
-    import tensorflow as tf
 
     n = len(images)
     # Variables are captured by reference: the data is not copied into the graph.
@@ -188,8 +185,6 @@ def make_segmentation_dataset(images: np.ndarray, masks: np.ndarray, batch_size:
     two channels and transformed together); the mask is re-binarised at 0.5 afterwards.
     Intensity augmentation touches the image only.
     """
-    import keras
-    import tensorflow as tf
 
     images = np.asarray(images, np.uint8)[..., None]
     masks = np.asarray(masks, np.uint8)[..., None]

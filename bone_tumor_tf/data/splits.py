@@ -14,6 +14,8 @@ Output (``splits.csv``): columns ``image_id, label, group, split``.
 
 from __future__ import annotations
 
+from bone_tumor_tf.io import atomic_write_text
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,7 +127,6 @@ def make_splits(records: Sequence[ImageRecord], by: str = "patient",
 
 def save_splits(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``splits.csv`` atomically (temp file, then rename)."""
-    from bone_tumor_tf.io import atomic_write_text
 
     return atomic_write_text(path, frame[list(SPLIT_COLUMNS)].to_csv(index=False))
 

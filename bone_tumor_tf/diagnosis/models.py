@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bone_tumor_tf.data.preprocess import map_to_original
+from bone_tumor_tf.data.preprocess import apply_geometry, map_to_original, plan_geometry
 from bone_tumor_tf.diagnosis.chain import CLASSES
 from bone_tumor_tf.errors import ModelFileError
 from bone_tumor_tf.inference import load_input, predict_probabilities
@@ -39,7 +39,6 @@ class ChainModels:
 
     def segment(self, original: np.ndarray) -> np.ndarray:
         """Tumor probabilities ``(H, W)`` of a decoded radiograph, on its own grid."""
-        from bone_tumor_tf.data.preprocess import apply_geometry, plan_geometry
 
         geometry = plan_geometry(original.shape[:2], self.segmenter_size, upscale=True)
         x = apply_geometry(original, geometry).astype(np.float32)[None, ..., None]

@@ -16,6 +16,7 @@ import numpy as np
 
 from bone_tumor_tf.data.images import is_dicom_file, is_image_file, read_image_with_scale
 from bone_tumor_tf.data.preprocess import CropGeometry, apply_geometry, plan_geometry
+from bone_tumor_tf.errors import DataError
 
 
 @dataclass
@@ -57,7 +58,6 @@ def load_input(path: str | Path, image_size: int, crop_box=None) -> PreparedInpu
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files named directly, plus the image/DICOM files inside named folders (recursive)."""
-    from bone_tumor_tf.errors import DataError
 
     files: list[Path] = []
     for item in inputs:

@@ -48,6 +48,9 @@ first epoch took twice as long (compilation), hence ``auto``; mixed bfloat16 tra
 1.25x / 1.22x (an opt-in: it changes the numerics).
 """
 
+# TensorFlow / Keras are imported inside the functions: options.py and the CLI read this
+# module's constants, and `bone-tumor train --help` must not wait seconds for TensorFlow.
+
 from __future__ import annotations
 
 import contextlib

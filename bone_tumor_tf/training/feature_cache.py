@@ -32,9 +32,15 @@ one trained the normal way and gives ``head(f(x))`` for every input ``x``.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from bone_tumor_tf.data.pipeline import _targets, build_augmentation
 
 #: Layer whose output is cached: the weight-free global average pool that starts the head.
 FEATURE_LAYER = "head_gap"
@@ -46,7 +52,6 @@ def build_feature_extractor(model):
     The extractor shares its layers (and weights) with ``model``: it is a view of the
     backbone, not a copy.
     """
-    import keras
 
     return keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output,
                        name=f"{model.name}_features")
@@ -75,7 +80,6 @@ def build_head_model(model):
     ``C`` is the width of :data:`FEATURE_LAYER`'s output. The clones keep the layers' names,
     configurations (dtype policies and regularizers included) and current weights.
     """
-    import keras
 
     width = int(model.get_layer(FEATURE_LAYER).output.shape[-1])
     inputs = keras.Input((width,), name="features")
@@ -108,9 +112,7 @@ def compute_features(extractor, images: np.ndarray, batch_size: int = 32,
     ``augmentation`` other than ``"none"`` transforms each batch with the training
     augmentation first (seeded ``seed``), as the training pipeline does; order is kept.
     """
-    import tensorflow as tf
 
-    from bone_tumor_tf.data.pipeline import build_augmentation
 
     images = np.asarray(images)
     if images.ndim == 3:
@@ -151,9 +153,7 @@ def make_feature_dataset(features: np.ndarray, labels: np.ndarray, num_classes: 
     view 0. Targets and ``class_balanced`` sampling are those of
     :func:`bone_tumor_tf.data.pipeline.make_classification_dataset`.
     """
-    import tensorflow as tf
 
-    from bone_tumor_tf.data.pipeline import _targets
 
     features = np.asarray(features, np.float32)
     if features.ndim == 2:
@@ -214,8 +214,6 @@ def fit_head_on_features(model, train_images: np.ndarray, train_labels: np.ndarr
         ``(history, head_model, seconds)``: the Keras ``History`` of the head's training,
         the head model and a dict of wall times (``features``, ``fit``) in seconds.
     """
-    import contextlib
-    import time
 
     extractor = build_feature_extractor(model)
     start = time.perf_counter()

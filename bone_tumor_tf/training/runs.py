@@ -22,17 +22,23 @@ the helpers it uses.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
 import shutil
 from pathlib import Path
 
+import cv2
+import keras
 import numpy as np
 import pandas as pd
+import sklearn
+import tensorflow as tf
 
 from bone_tumor_tf.errors import BoneTumorError
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
+from bone_tumor_tf.models.contract import library_versions as model_versions
 
 FINISHED_MARKERS = ("model.keras", "metrics.json")
 
@@ -40,10 +46,7 @@ FINISHED_MARKERS = ("model.keras", "metrics.json")
 def library_versions() -> dict:
     """Versions of Python and the libraries a result depends on: those a saved model
     records (:func:`bone_tumor_tf.models.contract.library_versions`) and the data ones."""
-    import cv2
-    import sklearn
 
-    from bone_tumor_tf.models.contract import library_versions as model_versions
 
     versions = {**model_versions(), "pandas": pd.__version__,
                 "scikit-learn": sklearn.__version__, "opencv": cv2.__version__,
@@ -78,8 +81,6 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False) -> tuple[Path, boo
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy, TensorFlow and Keras; optionally enable op determinism."""
-    import keras
-    import tensorflow as tf
 
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
@@ -115,7 +116,6 @@ def _resumable(base):
             super().on_train_begin(logs)
             if not self.state_path.is_file():
                 return
-            import json
 
             state = json.loads(self.state_path.read_text())
             for name, value in state.items():
@@ -151,9 +151,7 @@ def atomic_backup_and_restore(backup_dir: Path):
     fails. Here each backup is written whole into ``<dir>.new`` and swapped in with renames;
     at start-up a swap that was cut short is completed first.
     """
-    import shutil
 
-    import keras
 
     backup_dir = Path(backup_dir)
     new, old = backup_dir.with_name(backup_dir.name + ".new"), \
@@ -168,7 +166,6 @@ def atomic_backup_and_restore(backup_dir: Path):
             super().on_train_begin(logs)
 
         def _save_model(self):
-            import json
 
             shutil.rmtree(new, ignore_errors=True)
             new.mkdir(parents=True)
@@ -194,7 +191,6 @@ def phase_callbacks(run_dir: Path, phase: str, monitor: str, mode: str, patience
     ``BackupAndRestore`` last, so that a backup is written only after everything else
     recorded the epoch. ``extra`` callbacks run first (e.g. epoch seeding).
     """
-    import keras
 
     state = run_dir / "state"
     callbacks = list(extra or [])
