@@ -238,18 +238,28 @@ def _inspect_btxrd(root: Path, workers) -> InspectionReport:
     return report
 
 
-def _inspect_folders(root: Path, workers) -> InspectionReport:
-    report = InspectionReport(str(root), "folders")
+def _load_and_check(report: InspectionReport, load, workers):
+    """Load a folder-style dataset into ``report`` and check every record's files.
+
+    Returns ``(dataset, [(has_annotation, problems)] per record)``, or ``(None, [])`` when
+    the dataset itself cannot be read (the problem is in ``report``).
+    """
     try:
-        dataset = FolderDataset.load(root)
+        dataset = load()
     except DataError as error:
         report.problems.append(Problem(error.file, error.problem))
-        return report
+        return None, []
     report.images = len(dataset.records)
     report.classes = {name: 0 for name in dataset.class_names}
     report.classes.update(Counter(r.label for r in dataset.records))
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         results = list(pool.map(lambda r: _check_record(r, False), dataset.records))
+    return dataset, results
+
+
+def _inspect_folders(root: Path, workers) -> InspectionReport:
+    report = InspectionReport(str(root), "folders")
+    _, results = _load_and_check(report, lambda: FolderDataset.load(root), workers)
     for _, problems in results:
         report.problems += problems
     return report
@@ -257,17 +267,11 @@ def _inspect_folders(root: Path, workers) -> InspectionReport:
 
 def _inspect_mask_folders(root: Path, workers) -> InspectionReport:
     report = InspectionReport(str(root), "masks")
-    try:
-        dataset = MaskFolderDataset.load(root, workers=workers)
-    except DataError as error:
-        report.problems.append(Problem(error.file, error.problem))
+    dataset, results = _load_and_check(
+        report, lambda: MaskFolderDataset.load(root, workers=workers), workers)
+    if dataset is None:
         return report
-    report.images = len(dataset.records)
-    report.classes = {name: 0 for name in dataset.class_names}
-    report.classes.update(Counter(r.label for r in dataset.records))
     report.notes = list(dataset.notes)
-    with ThreadPoolExecutor(workers or default_workers()) as pool:
-        results = list(pool.map(lambda r: _check_record(r, False), dataset.records))
     for has_mask, problems in results:
         report.annotated += has_mask
         report.problems += problems
