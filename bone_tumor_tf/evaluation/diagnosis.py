@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
 
+from bone_tumor_tf.evaluation.stats import bootstrap_ci
+
 CLASSES = ("normal", "benign", "malignant")
 CHANCE_BALANCED_ACCURACY = 1.0 / 3.0
 
@@ -103,7 +105,6 @@ def false_tumor_rate(findings: Sequence[str], labels: Sequence[str], n_bootstrap
                       if label == "normal"], float)
     if flags.size == 0:
         return {"rate": None, "low": None, "high": None, "n_normal": 0}
-    rng = np.random.default_rng(seed)
-    means = flags[rng.integers(0, flags.size, size=(n_bootstrap, flags.size))].mean(1)
-    return {"rate": float(flags.mean()), "low": float(np.quantile(means, 0.025)),
-            "high": float(np.quantile(means, 0.975)), "n_normal": int(flags.size)}
+    interval = bootstrap_ci(np.mean, flags, n_bootstrap=n_bootstrap, seed=seed)
+    return {"rate": float(interval["estimate"]), "low": interval["low"],
+            "high": interval["high"], "n_normal": int(flags.size)}
