@@ -117,6 +117,38 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     return metrics
 
 
+#: Whole-image weights tried by :func:`choose_whole_image_weight`.
+WHOLE_IMAGE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_whole_image_weight(rows: Sequence[dict], labels: dict[str, str],
+                              weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS
+                              ) -> tuple[float, dict[float, float]]:
+    """The ``--whole-image-weight`` with the best balanced accuracy on ``rows``.
+
+    Use it on a validation split, never on the test split. ``rows`` are ``diagnoses.jsonl``
+    rows written with a whole-image model (``chain_probabilities`` and
+    ``whole_image_probabilities``); ``labels`` maps each row's ``file`` to its true class.
+    Rows without both, or without a label, are left out. The image's class is the argmax of
+    ``(1 - w) * chain + w * whole``; ties go to the smaller weight (less reliance on the
+    whole-image model).
+
+    Returns:
+        ``(weight, {weight: balanced accuracy})``.
+    """
+    usable = [r for r in rows if "whole_image_probabilities" in r and "chain_probabilities" in r
+              and labels.get(r["file"]) in CLASSES]
+    if not usable:
+        raise ValueError("no diagnosis row with a whole-image probability and a label")
+    y = np.array([CLASSES.index(labels[r["file"]]) for r in usable])
+    chain = np.array([_probability_row(r["chain_probabilities"]) for r in usable])
+    whole = np.array([_probability_row(r["whole_image_probabilities"]) for r in usable])
+    scores = {float(w): image_metrics(y, (1.0 - w) * chain + w * whole)["balanced_accuracy"]
+              for w in weights}
+    best = max(sorted(scores), key=lambda w: (scores[w], -w))
+    return best, scores
+
+
 def render_report(metrics: dict) -> str:
     """``diagnosis_report.md``: detection table, image-level table, differences, normals."""
     counts = ", ".join(f"{c} {n}" for c, n in metrics["class_counts"].items())
