@@ -97,11 +97,11 @@ class RealDemo:
         atomic_write_text(self.timings_path, json.dumps(self.timings, indent=2))
 
     def classifier(self, name: str, arch: str, task: str, crop: str, size: int,
-                   extra: list[str]) -> Path:
+                   extra: list[str], phase2_epochs: int = 8) -> Path:
         run = self.out / name
         argv = ["--data", str(self.data), "--out", str(run), "--arch", arch, "--task", task,
                 "--crop", crop, "--image-size", str(size), "--epochs", self.epochs(2),
-                "--phase2-epochs", self.epochs(8), "--cache-features", "--cache-dir",
+                "--phase2-epochs", self.epochs(phase2_epochs), "--cache-features", "--cache-dir",
                 self.cache, *extra]
         self.step(name, train_cli, argv, run / "metrics.json")
         return run
@@ -125,13 +125,13 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     unet = out / "attention-unet-normals"
     demo.step("attention-unet-normals", segment_cli, [
         "--data", str(demo.data), "--out", str(unet), "--arch", "attention-unet",
-        "--include-normals", "--image-size", str(size), "--epochs", demo.epochs(12),
+        "--include-normals", "--image-size", str(size), "--epochs", demo.epochs(8),
         "--cache-dir", demo.cache], unet / "metrics.json")
 
     whole = demo.classifier(
         "densenet121-3class-whole-image", "densenet121", "multiclass", "none", size,
         ["--weights", str(crops / "model.keras"), "--unfreeze", "all", "--lr", "3e-3",
-         "--phase2-lr", "3e-4", "--patience", "5"])
+         "--phase2-lr", "3e-4", "--patience", "5"], phase2_epochs=6)
 
     cam_choice = choose_cam(demo, whole)
     method, layer = cam_choice["method"], cam_choice["layer"]
@@ -139,7 +139,7 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     demo.step("gradcam-test", gradcam_cli, [
         "--model", str(whole / "model.keras"), "--data", str(demo.data), "--split", "test",
         "--out", str(cam_test), "--method", method, *(["--layer", layer] if layer else []),
-        "--limit", "60" if quick else "300", "--quiet"], cam_test / "cam_metrics.json")
+        "--limit", "60" if quick else "200", "--quiet"], cam_test / "cam_metrics.json")
 
     weight = choose_weight(demo, unet, crops, whole)
     diagnosis = out / "diagnosis-test"
@@ -151,7 +151,7 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
 
     resnet = demo.classifier("resnet50-tumor-vs-normal-whole-image", "resnet50", "binary",
                              "none", size, ["--lr", "3e-3", "--phase2-lr", "1e-3",
-                                            "--patience", "4"])
+                                            "--patience", "4"], phase2_epochs=6)
 
     choices = {"cam": cam_choice, "whole_image_weight": weight}
     atomic_write_json(out / "choices.json", choices)
@@ -166,7 +166,7 @@ def choose_cam(demo: RealDemo, whole: Path) -> dict:
         demo.step(cam_dir.name, gradcam_cli, [
             "--model", str(whole / "model.keras"), "--data", str(demo.data), "--split", "val",
             "--out", str(cam_dir), "--method", *methods, *(["--layer", layer] if layer else []),
-            "--limit", "60" if demo.quick else "300", "--quiet"], cam_dir / "cam_metrics.json")
+            "--limit", "60" if demo.quick else "200", "--quiet"], cam_dir / "cam_metrics.json")
         metrics = json.loads((cam_dir / "cam_metrics.json").read_text())
         for method, entry in metrics["metrics"].items():
             results.append({"method": method, "layer": layer, "resolved_layer": metrics["layer"],

@@ -3,6 +3,7 @@ the one holding the root ``conftest.py``, on ``sys.path``)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,3 +21,17 @@ def save_and_reload(model, path: str | Path):
 
     path = save_with_contract(model, path)
     return load_model(path), path
+
+
+@contextmanager
+def traced_tf_functions():
+    """Run ``tf.function``s traced inside the block, as users run them (the suite runs them
+    eagerly for speed: ``tests/conftest.py``)."""
+    import tensorflow as tf
+
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(False)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(before)

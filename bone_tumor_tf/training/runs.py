@@ -22,6 +22,7 @@ the helpers it uses.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -46,16 +47,12 @@ FINISHED_MARKERS = ("model.keras", "metrics.json")
 def library_versions() -> dict:
     """Versions of Python and the libraries a result depends on: those a saved model
     records (:func:`bone_tumor_tf.models.contract.library_versions`) and the data ones."""
-
-
     versions = {**model_versions(), "pandas": pd.__version__,
                 "scikit-learn": sklearn.__version__, "opencv": cv2.__version__,
                 "platform": platform.platform()}
-    try:
-        import keras_cv
-
-        versions["keras-cv"] = keras_cv.__version__
-    except Exception:  # keras-cv is optional at run time
+    try:  # the installed version, without importing keras-cv (that takes seconds)
+        versions["keras-cv"] = importlib.metadata.version("keras-cv")
+    except importlib.metadata.PackageNotFoundError:  # keras-cv is optional at run time
         pass
     return versions
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import traced_tf_functions
 
 from bone_tumor_tf.cli.evaluate import main as evaluate_main
 from bone_tumor_tf.data import load_dataset
@@ -48,10 +49,14 @@ def _options(data, out, **overrides) -> SegmentationOptions:
 
 @pytest.fixture(scope="module")
 def attention_run(synthetic_btxrd, tmp_path_factory):
-    """A finished 2-epoch Attention U-Net run with normal images (shared by the tests)."""
+    """A finished 2-epoch Attention U-Net run with normal images (shared by the tests).
+
+    Trained with traced tf.functions, as users train: the suite's one in-process training
+    that is not eager (tests/conftest.py)."""
     out = tmp_path_factory.mktemp("seg") / "attention"
     options = _options(synthetic_btxrd, out, epochs=2, include_normals=True)
-    return train_segmentation(options), options
+    with traced_tf_functions():
+        return train_segmentation(options), options
 
 
 def _load_cli():

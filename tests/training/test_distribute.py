@@ -14,6 +14,9 @@ import pytest
 from bone_tumor_tf.errors import BoneTumorError
 from bone_tumor_tf.training import distribute
 
+# The custom train steps are checked traced, as users run them (tests/conftest.py).
+pytestmark = pytest.mark.graph_mode
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Two logical CPU devices must be configured before TensorFlow initialises its devices,

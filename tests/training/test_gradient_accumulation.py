@@ -6,6 +6,9 @@ import pytest
 from bone_tumor_tf.errors import BoneTumorError
 from bone_tumor_tf.training.classification import ClassifierOptions, compile_for_phase
 
+# The custom train steps are checked traced, as users run them (tests/conftest.py).
+pytestmark = pytest.mark.graph_mode
+
 
 def _tiny_model(seed: int):
     import keras

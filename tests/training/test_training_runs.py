@@ -193,3 +193,20 @@ def test_save_model_atomic_writes_the_model_or_leaves_the_old_file(tmp_path, mon
         runs.save_model_atomic(other, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_library_versions_name_keras_cv_without_importing_it():
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    # a fresh interpreter: in this one another test may have imported keras-cv already
+    code = ("import sys; from bone_tumor_tf.training.runs import library_versions; "
+            "v = library_versions(); print(v['keras-cv'], v['tensorflow'], "
+            "'keras_cv' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [importlib.metadata.version("keras-cv"),
+                   tf.__version__, "False"]

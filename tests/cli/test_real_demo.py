@@ -1,0 +1,105 @@
+"""``bone-tumor demo --data``: the choices made on the validation split and ``summary.md``.
+
+The steps themselves are the toolkit's commands, tested on their own; here every step's
+output already exists, so the demo resumes past it without training.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bone_tumor_tf import real_demo
+
+
+def _write(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+    return path
+
+
+def _cam_metrics(layer, hits):
+    return {"layer": layer, "metrics": {
+        method: {"pointing_game": {"estimate": hit, "low": hit - 0.1, "high": hit + 0.1},
+                 "chance_level": {"estimate": 0.02},
+                 "energy_inside": {"estimate": 0.1, "low": 0.05, "high": 0.15}}
+        for method, hit in hits.items()}}
+
+
+def test_cam_method_and_layer_are_the_best_validation_pointing_game(tmp_path):
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
+    _write(demo.out / "gradcam-val-last-conv" / "cam_metrics.json",
+           _cam_metrics("relu", {"gradcam": 0.10, "gradcam++": 0.12}))
+    _write(demo.out / "gradcam-val-pool3_relu" / "cam_metrics.json",
+           _cam_metrics("pool3_relu", {"gradcam": 0.31, "gradcam++": 0.25}))
+    choice = real_demo.choose_cam(demo, tmp_path / "whole")
+    assert (choice["method"], choice["layer"]) == ("gradcam", "pool3_relu")
+    assert len(choice["candidates"]) == 4
+    # the steps were skipped (their outputs exist) and are still listed as commands
+    assert "--split val" in demo.commands["gradcam-val-pool3_relu"]
+    assert demo.timings == {}
+
+
+def test_segmentation_rows_bootstrap_the_per_image_dice_and_the_normal_flag_rate():
+    dice = [0.2, 0.9, 0.5, 0.0]
+    per_image = [{"label": "benign", "dice": d, "predicted_pixels": 5} for d in dice]
+    per_image += [{"label": "normal", "dice": 0.0, "predicted_pixels": p}
+                  for p in (0, 0, 12, 0, 3)]
+    rows = dict(real_demo._segmentation_rows({"per_image": per_image}))
+    mean = rows["test Dice, mean per tumor image"]
+    assert mean.startswith(f"{np.mean(dice):.3f} [")
+    low, high = (float(v) for v in mean.split("[")[1].rstrip("]").split(","))
+    assert 0.0 <= low < np.mean(dice) < high <= 0.9
+    assert rows["test Dice, median per tumor image"] == f"{np.median(dice):.3f}"
+    assert rows["normal test radiographs given a tumor mask"].startswith("0.400 [")
+
+
+def test_summary_lists_each_command_once_and_points_rows_at_it(tmp_path):
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
+    crops = demo.out / "crops"
+    demo.commands = {"densenet121-3class-gt-box": "bone-tumor train --crop gt-box"}
+    demo.timings = {"densenet121-3class-gt-box": 1234.4}
+    boot = {"estimate": 0.6, "low": 0.5, "high": 0.7}
+    _write(crops / "metrics.json", {
+        "class_names": ["normal", "benign", "malignant"],
+        "bootstrap": {"accuracy": boot, "macro_f1": boot,
+                      "recall": {"malignant": {"estimate": 0.3, "low": 0.1, "high": 0.5}}},
+        "per_class": {"normal": {"roc_auc": 0.9}, "benign": {"roc_auc": 0.8},
+                      "malignant": {"roc_auc": 0.7, "f1": 0.25}},
+        "sensitivity_at_specificity": {"0.90": {"sensitivity": 0.2}},
+        "tumor_vs_normal": {"roc_auc": 0.85}})
+    missing = demo.out / "missing"
+    choices = {"whole_image_weight": 0.25, "cam": {
+        "method": "gradcam", "resolved_layer": "pool3_relu", "val_pointing_game": 0.3,
+        "val_chance": 0.02, "candidates": []}}
+    lines = real_demo.write_real_summary(demo, crops, missing, missing, missing, missing,
+                                         missing, choices).read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| DenseNet121 3-class |")]
+    assert ("| DenseNet121 3-class | test accuracy | 0.600 [0.500, 0.700] | "
+            "patient-grouped test | gt-box | 64 | 1234 | [1] |") in rows
+    assert any("| macro ROC AUC (one vs rest) | 0.800 |" in row for row in rows)
+    assert any("| malignant F1 | 0.250 |" in row for row in rows)
+    assert "1. `bone-tumor train --crop gt-box`" in lines
+    assert any("Random initialisation" in line for line in lines)
+    assert any("whole-image weight: 0.25" in line for line in lines)
+
+
+def test_demo_with_a_missing_data_folder_is_one_line_error(tmp_path, capsys):
+    from bone_tumor_tf.cli import main
+
+    missing = tmp_path / "nowhere"
+    assert main(["demo", "--data", str(missing), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(missing) in err and "no such folder" in err
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_classifier_steps_use_the_cached_feature_phase_1(tmp_path, quick):
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out", quick=quick)
+    _write(demo.out / "run" / "metrics.json", {})
+    demo.classifier("run", "densenet121", "multiclass", "gt-box", 64, ["--lr", "3e-3"])
+    command = demo.commands["run"]
+    assert "--cache-features" in command and "--lr 3e-3" in command
+    assert ("--epochs 1 --phase2-epochs 1" in command) == quick
