@@ -252,8 +252,12 @@ def fit_phase1_on_cached_features(model, run_dir: Path, train: SplitArrays, val:
 def evaluate_run(model, run_dir: Path, arrays: dict[str, SplitArrays], class_names,
                  options: ClassifierOptions, data_dir, synthetic: bool) -> dict:
     """``metrics.json``, plots and ``report.md`` of a trained classifier (test split)."""
-    probs = {name: predict_probabilities(model, part.images, options.micro_batch_size)
-             for name, part in arrays.items()}
+    # One predict call for every split: each call with new batch shapes retraces the model.
+    names = list(arrays)
+    stacked = predict_probabilities(model, np.concatenate([arrays[n].images for n in names]),
+                                    options.micro_batch_size)
+    ends = np.cumsum([len(arrays[n].images) for n in names])
+    probs = dict(zip(names, np.split(stacked, ends[:-1]), strict=True))
     split_accuracies = {name: float(np.mean(np.argmax(p, 1) == arrays[name].targets))
                         for name, p in probs.items()}
     test = arrays["test"]
