@@ -5,12 +5,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Under pytest-xdist each worker's TensorFlow (and the training subprocesses it starts)
-# gets its share of the cores, instead of every worker running one thread per core.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS",
-                          str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest  # noqa: E402
 
