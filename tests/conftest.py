@@ -15,8 +15,9 @@ def _tf_functions_run_eagerly():
 
     Why: tracing a ResNet50 train step takes longer than training it on the tests' 60 tiny
     images (a 1 + 1 epoch run: 40 s eager vs 91 s traced, measured side by side). The same
-    Python code runs either way. Graph mode stays covered: the attention U-Net run of
-    ``tests/e2e/test_segmentation_training.py`` trains traced, tests marked ``graph_mode``
+    Python code runs either way. Graph mode stays covered: the training subprocesses of
+    ``tests/e2e/test_reliability_runs.py`` and the attention U-Net run of
+    ``tests/e2e/test_segmentation_training.py`` train traced, tests marked ``graph_mode``
     (the custom train steps of gradient accumulation and tf.distribute) run traced, and so
     do ``make demo`` and the benchmarks.
     """
