@@ -12,7 +12,8 @@ Steps (``OUT/<step>/``), in the order that gives the chain its models first:
 
 1. ``bone-tumor data inspect`` (``inspection.json``);
 2. DenseNet121 normal / benign / malignant on tumor-box crops (``gt-box``, 64 px);
-3. attention U-Net on tumor masks and normal radiographs (``--include-normals``, 128 px);
+3. attention U-Net on the tumor images' masks (128 px; with ``--include-normals`` it
+   collapsed to empty masks on real BTXRD, see the README);
 4. DenseNet121 three classes on whole radiographs (``none``, 128 px), backbone from step 2;
 5. Grad-CAM and Grad-CAM++ of step 4 at two layers on the VALIDATION split; the best
    pointing game there picks the method and layer that run on the test split;
@@ -122,16 +123,18 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     crops = demo.classifier("densenet121-3class-gt-box", "densenet121", "multiclass", "gt-box",
                             64, ["--lr", "3e-3", "--phase2-lr", "1e-3", "--patience", "4"])
 
-    unet = out / "attention-unet-normals"
-    demo.step("attention-unet-normals", segment_cli, [
+    # Tumor images only (the thesis' setting): with --include-normals the attention U-Net
+    # collapsed to empty masks on real BTXRD (validation Dice flat at the empty level).
+    unet = out / "attention-unet"
+    demo.step("attention-unet", segment_cli, [
         "--data", str(demo.data), "--out", str(unet), "--arch", "attention-unet",
-        "--include-normals", "--image-size", str(size), "--epochs", demo.epochs(8),
-        "--cache-dir", demo.cache], unet / "metrics.json")
+        "--image-size", str(size), "--epochs", demo.epochs(12), "--cache-dir", demo.cache],
+        unet / "metrics.json")
 
     whole = demo.classifier(
         "densenet121-3class-whole-image", "densenet121", "multiclass", "none", size,
         ["--weights", str(crops / "model.keras"), "--unfreeze", "all", "--lr", "3e-3",
-         "--phase2-lr", "3e-4", "--patience", "5"], phase2_epochs=6)
+         "--phase2-lr", "3e-4", "--patience", "5"], phase2_epochs=5)
 
     cam_choice = choose_cam(demo, whole)
     method, layer = cam_choice["method"], cam_choice["layer"]
@@ -256,8 +259,8 @@ def write_real_summary(demo: RealDemo, crops, unet, whole, resnet, cam_test, dia
     add("ResNet50 tumor vs normal, whole image",
         _classifier_rows(_load(resnet / "metrics.json")), "none", size,
         "resnet50-tumor-vs-normal-whole-image")
-    add("attention U-Net (with normals)", _segmentation_rows(_load(unet / "metrics.json")),
-        "none", size, "attention-unet-normals")
+    add("attention U-Net (tumor images)", _segmentation_rows(_load(unet / "metrics.json")),
+        "none", size, "attention-unet")
     cams = _load(cam_test / "cam_metrics.json")
     for method, entry in (cams.get("metrics") or {}).items():
         add(f"{method}, layer {cams.get('layer')} (chosen on val)", [
