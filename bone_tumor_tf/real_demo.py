@@ -120,12 +120,28 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     if not report.usable:
         raise DataError(demo.data, "inspection found errors; see inspection.json")
 
+    runs = {name: out / name for name in (
+        "densenet121-3class-gt-box", "attention-unet", "densenet121-3class-whole-image",
+        "gradcam-test", "diagnosis-test", "resnet50-tumor-vs-normal-whole-image")}
+    choices: dict = {}
+    try:
+        _run_steps(demo, runs, choices, size)
+    finally:  # an interrupted demo still summarises the steps that finished
+        atomic_write_json(out / "choices.json", choices)
+        summary = write_real_summary(
+            demo, runs["densenet121-3class-gt-box"], runs["attention-unet"],
+            runs["densenet121-3class-whole-image"], runs["resnet50-tumor-vs-normal-whole-image"],
+            runs["gradcam-test"], runs["diagnosis-test"], choices)
+    return summary
+
+
+def _run_steps(demo: RealDemo, runs: dict[str, Path], choices: dict, size: int) -> None:
     crops = demo.classifier("densenet121-3class-gt-box", "densenet121", "multiclass", "gt-box",
                             64, ["--lr", "3e-3", "--phase2-lr", "1e-3", "--patience", "4"])
 
     # Tumor images only (the thesis' setting): with --include-normals the attention U-Net
     # collapsed to empty masks on real BTXRD (validation Dice flat at the empty level).
-    unet = out / "attention-unet"
+    unet = runs["attention-unet"]
     demo.step("attention-unet", segment_cli, [
         "--data", str(demo.data), "--out", str(unet), "--arch", "attention-unet",
         "--image-size", str(size), "--epochs", demo.epochs(12), "--cache-dir", demo.cache],
@@ -136,29 +152,25 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
         ["--weights", str(crops / "model.keras"), "--unfreeze", "all", "--lr", "3e-3",
          "--phase2-lr", "3e-4", "--patience", "5"], phase2_epochs=5)
 
-    cam_choice = choose_cam(demo, whole)
-    method, layer = cam_choice["method"], cam_choice["layer"]
-    cam_test = out / "gradcam-test"
+    choices["cam"] = choose_cam(demo, whole)
+    method, layer = choices["cam"]["method"], choices["cam"]["layer"]
+    cam_test = runs["gradcam-test"]
     demo.step("gradcam-test", gradcam_cli, [
         "--model", str(whole / "model.keras"), "--data", str(demo.data), "--split", "test",
         "--out", str(cam_test), "--method", method, *(["--layer", layer] if layer else []),
-        "--limit", "60" if quick else "200", "--quiet"], cam_test / "cam_metrics.json")
+        "--limit", "60" if demo.quick else "200", "--quiet"], cam_test / "cam_metrics.json")
 
-    weight = choose_weight(demo, unet, crops, whole)
-    diagnosis = out / "diagnosis-test"
+    weight = choices["whole_image_weight"] = choose_weight(demo, unet, crops, whole)
+    diagnosis = runs["diagnosis-test"]
     demo.step("diagnosis-test", diagnose_cli, [
         "--segmenter", str(unet / "model.keras"), "--classifier", str(crops / "model.keras"),
         "--whole-image", str(whole / "model.keras"), "--whole-image-weight", str(weight),
         "--data", str(demo.data), "--split", "test", "--out", str(diagnosis)],
         diagnosis / "diagnosis_metrics.json")
 
-    resnet = demo.classifier("resnet50-tumor-vs-normal-whole-image", "resnet50", "binary",
-                             "none", size, ["--lr", "3e-3", "--phase2-lr", "1e-3",
-                                            "--patience", "4"], phase2_epochs=6)
-
-    choices = {"cam": cam_choice, "whole_image_weight": weight}
-    atomic_write_json(out / "choices.json", choices)
-    return write_real_summary(demo, crops, unet, whole, resnet, cam_test, diagnosis, choices)
+    demo.classifier("resnet50-tumor-vs-normal-whole-image", "resnet50", "binary", "none", size,
+                    ["--lr", "3e-3", "--phase2-lr", "1e-3", "--patience", "4"],
+                    phase2_epochs=6)
 
 
 def choose_cam(demo: RealDemo, whole: Path) -> dict:
@@ -288,12 +300,23 @@ def write_real_summary(demo: RealDemo, crops, unet, whole, resnet, cam_test, dia
         rate = dict(chain["normal_false_tumor_rate"])
         rate["estimate"] = rate.pop("rate")
         rows.append(("normal radiographs given a tumor", format_ci(rate)))
-        add(f"diagnosis chain (whole-image weight {choices['whole_image_weight']}, "
+        add(f"diagnosis chain (whole-image weight {choices.get('whole_image_weight')}, "
             "chosen on val)", rows, "found by the U-Net", f"{size} / 64",
             "diagnosis-test")
     header = ["system", "figure", "value [95% CI]", "split", "crop", "input px", "wall s",
               "command"]
-    cam = choices["cam"]
+    cam = choices.get("cam")
+    chosen = []
+    if cam:
+        chosen.append(
+            f"- CAM: {cam['method']} at layer {cam['resolved_layer']} (validation pointing game "
+            f"{format_number(cam['val_pointing_game'])}, chance "
+            f"{format_number(cam['val_chance'])}); candidates: "
+            + "; ".join(f"{c['method']} @ {c['resolved_layer']} "
+                        f"{format_number(c['val_pointing_game'])}" for c in cam["candidates"]))
+    if "whole_image_weight" in choices:
+        chosen.append(f"- whole-image weight: {choices['whole_image_weight']} (see "
+                      f"{demo.out / 'diagnosis-val' / 'whole_image_weight.json'})")
     lines = [
         f"# bone_tumor_tf demo on {demo.data}", "",
         "Random initialisation (no pretrained weights); patient-grouped split (seed 0), test "
@@ -304,13 +327,6 @@ def write_real_summary(demo: RealDemo, crops, unet, whole, resnet, cam_test, dia
         *markdown_table(header, table, numeric=False),
         "Commands (each step's wall time is in the table; `timings.json` has them all):", "",
         *(f"{k}. `{demo.commands[name]}`" for k, name in enumerate(steps, 1)), "",
-        "Chosen on the validation split:", "",
-        f"- CAM: {cam['method']} at layer {cam['resolved_layer']} (validation pointing game "
-        f"{format_number(cam['val_pointing_game'])}, chance "
-        f"{format_number(cam['val_chance'])}); candidates: "
-        + "; ".join(f"{c['method']} @ {c['resolved_layer']} "
-                    f"{format_number(c['val_pointing_game'])}" for c in cam["candidates"]),
-        f"- whole-image weight: {choices['whole_image_weight']} (see "
-        f"{demo.out / 'diagnosis-val' / 'whole_image_weight.json'})", "",
+        "Chosen on the validation split:", "", *(chosen or ["- nothing yet"]), "",
     ]
     return atomic_write_text(demo.out / "summary.md", "\n".join(lines))

@@ -103,3 +103,16 @@ def test_classifier_steps_use_the_cached_feature_phase_1(tmp_path, quick):
     command = demo.commands["run"]
     assert "--cache-features" in command and "--lr 3e-3" in command
     assert ("--epochs 1 --phase2-epochs 1" in command) == quick
+
+
+def test_an_interrupted_demo_still_writes_its_summary(synthetic_btxrd, tmp_path, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(real_demo.train_cli, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        real_demo.run_real_demo(synthetic_btxrd, tmp_path / "out")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "SYNTHETIC" in summary and "- nothing yet" in summary
+    assert "1. `bone-tumor train --data" in summary  # the step that was running
+    assert json.loads((tmp_path / "out" / "choices.json").read_text()) == {}
