@@ -82,6 +82,11 @@ class RealDemo:
                         if self.timings_path.is_file() else {})
         self.commands: dict[str, str] = {}
 
+    @property
+    def size(self) -> int:
+        """Input side of the whole-image models and the U-Net (px)."""
+        return 64 if self.quick else 128
+
     def epochs(self, full: int) -> str:
         return "1" if self.quick else str(full)
 
@@ -112,7 +117,6 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     """Run every step on the dataset folder ``data``; returns the path of ``summary.md``."""
     demo = RealDemo(data, out, quick)
     out = demo.out
-    size = 64 if quick else 128
 
     report = inspect_dataset(demo.data)
     logger.info("%s", report.format_text())
@@ -125,7 +129,7 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
         "gradcam-test", "diagnosis-test", "resnet50-tumor-vs-normal-whole-image")}
     choices: dict = {}
     try:
-        _run_steps(demo, runs, choices, size)
+        _run_steps(demo, runs, choices)
     finally:  # an interrupted demo still summarises the steps that finished
         atomic_write_json(out / "choices.json", choices)
         summary = write_real_summary(
@@ -135,7 +139,8 @@ def run_real_demo(data: str | Path, out: str | Path, quick: bool = False) -> Pat
     return summary
 
 
-def _run_steps(demo: RealDemo, runs: dict[str, Path], choices: dict, size: int) -> None:
+def _run_steps(demo: RealDemo, runs: dict[str, Path], choices: dict) -> None:
+    size = demo.size
     crops = demo.classifier("densenet121-3class-gt-box", "densenet121", "multiclass", "gt-box",
                             64, ["--lr", "3e-3", "--phase2-lr", "1e-3", "--patience", "4"])
 
@@ -252,7 +257,7 @@ def _classifier_rows(metrics: dict) -> list[tuple[str, str]]:
 def write_real_summary(demo: RealDemo, crops, unet, whole, resnet, cam_test, diagnosis,
                        choices) -> Path:
     """``summary.md``: the real-data table and the validation choices."""
-    size = "64" if demo.quick else "128"
+    size = str(demo.size)
     t = demo.timings
     table = []
 

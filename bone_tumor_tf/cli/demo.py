@@ -20,8 +20,8 @@ lists the headline figures and every report.
 
 With --data, the steps run on a real BTXRD-layout folder (or a resized copy with the original
 LabelMe files and sheet) through the toolkit's own commands, from random initialisation:
-DenseNet121 three-class on tumor-box crops and on whole images, an attention U-Net with
-normal radiographs, Grad-CAM with method and layer chosen on the validation split, the
+DenseNet121 three-class on tumor-box crops and on whole images, an attention U-Net on the
+tumor images, Grad-CAM with method and layer chosen on the validation split, the
 diagnosis chain with its whole-image weight chosen on the validation split, and ResNet50
 tumor vs normal; summary.md holds one table with 95% intervals and the exact commands."""
 
