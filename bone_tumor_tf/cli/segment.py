@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from bone_tumor_tf.cli._runner import EXIT_OK, run_command
 from bone_tumor_tf.cli.training_args import HelpFormatter, add_training_arguments, training_fields
-from bone_tumor_tf.training.options import ENCODERS, SegmentationOptions
+from bone_tumor_tf.training.options import DICE_ON, ENCODERS, SegmentationOptions
 
 EXAMPLES = """examples:
   bone-tumor segment --data /data/BTXRD --arch attention-unet --image-size 256 \\
@@ -56,6 +56,11 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
                        help="probability threshold of the predicted mask")
     training.add_argument("--alpha", type=float, default=defaults.alpha,
                           help="loss = alpha * BCE + (1 - alpha) * (1 - soft Dice)")
+    training.add_argument("--dice-on", choices=DICE_ON, default=defaults.dice_on,
+                          help="images whose soft Dice enters the loss: all, or tumor (images "
+                               "with a non-empty mask; normal images then train through BCE "
+                               "only, which keeps --include-normals from collapsing to empty "
+                               "masks)")
     comparison = p.add_argument_group("comparison")
     comparison.add_argument("--compare", action="append", default=[], metavar="RUN",
                                      help="finished run folder to compare with in OUT/comparison.md "
@@ -69,7 +74,7 @@ def options_from_args(args: argparse.Namespace) -> SegmentationOptions:
     return SegmentationOptions(
         **training_fields(args), encoder=args.encoder, encoder_weights=args.encoder_weights,
         base_filters=args.base_filters, depth=args.depth, bn_momentum=args.bn_momentum,
-        alpha=args.alpha, threshold=args.threshold, include_normals=args.include_normals)
+        alpha=args.alpha, dice_on=args.dice_on, threshold=args.threshold, include_normals=args.include_normals)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,9 +34,11 @@ CLASSIFIER_AUGMENTATIONS = ("standard", "randaugment", "none")
 UNFREEZE = ("auto", "last-block", "all")
 SEGMENTATION_ARCHS = ("attention-unet", "unet")
 SEGMENTATION_AUGMENTATIONS = ("standard", "none")
-#: The encoders of :func:`bone_tumor_tf.models.unet.build_unet` (its ``ENCODERS``; repeated
-#: here because that module imports Keras, and a test checks that the two agree).
+#: The encoders of :func:`bone_tumor_tf.models.unet.build_unet` (its ``ENCODERS``) and the
+#: ``dice_on`` choices of :class:`bone_tumor_tf.models.losses.BCEDiceLoss` (repeated here
+#: because those modules import Keras; a test checks that they agree).
 ENCODERS = ("none", "resnet50", "densenet121")
+DICE_ON = ("all", "tumor")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -188,6 +190,7 @@ class SegmentationOptions(TrainingOptions):
     bn_momentum: float = 0.9
     alpha: float = 0.5
     smooth: float = 1.0
+    dice_on: str = "all"
     threshold: float = 0.5
     include_normals: bool = False
 
@@ -208,6 +211,7 @@ class SegmentationOptions(TrainingOptions):
                  f"--image-size must be a multiple of {multiple} and >= 32, got "
                  f"{self.image_size}")
         _require(0.0 <= self.alpha <= 1.0, f"--alpha must be in [0, 1], got {self.alpha}")
+        _choice(self.dice_on, DICE_ON, "--dice-on")
         _require(0.0 < self.threshold < 1.0,
                  f"--threshold must be in (0, 1), got {self.threshold}")
         _require(0.0 < self.bn_momentum < 1.0,

@@ -143,7 +143,8 @@ def build_model(options: SegmentationOptions):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = options.bn_momentum
     model.compile(optimizer=keras.optimizers.Adam(options.lr),
-                  loss=BCEDiceLoss(alpha=options.alpha, smooth=options.smooth),
+                  loss=BCEDiceLoss(alpha=options.alpha, smooth=options.smooth,
+                                       dice_on=options.dice_on),
                   metrics=[DiceCoefficient(threshold=options.threshold)])
     return model
 
@@ -226,14 +227,24 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
     return run_training(SegmentationTrainer(options), callbacks)
 
 
-def split_dice(model, arrays: dict[str, SegmentationSplit], threshold: float,
-               batch_size: int) -> dict[str, float]:
-    """Mean per-image Dice of each split at the model's input resolution."""
+def split_scores(model, arrays: dict[str, SegmentationSplit], threshold: float,
+                 batch_size: int) -> dict[str, dict]:
+    """Per split, at the model's input resolution: the figures to choose settings on.
+
+    ``dice_mean`` over all images (a normal image scores 1 when nothing is predicted on it),
+    ``tumor_dice_mean`` over the tumor images, ``normal_fp_image_rate``: the share of
+    normal images with at least one predicted tumor pixel (None without normal images).
+    """
     out = {}
     for name, part in arrays.items():
         probs = predict_probability_maps(model, part.images, batch_size)
-        out[name] = float(np.mean([dice_score(p >= threshold, m)
-                                   for p, m in zip(probs, part.masks)]))
+        dices = np.array([dice_score(p >= threshold, m) for p, m in zip(probs, part.masks)])
+        normal = np.array([r.label == "normal" for r in part.records], dtype=bool)
+        marked = np.array([bool((p >= threshold).any()) for p in probs], dtype=bool)
+        out[name] = {
+            "dice_mean": float(dices.mean()) if len(dices) else None,
+            "tumor_dice_mean": float(dices[~normal].mean()) if (~normal).any() else None,
+            "normal_fp_image_rate": float(marked[normal].mean()) if normal.any() else None}
     return out
 
 
@@ -246,13 +257,14 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                                                      test.records, options.batch_size)
     metrics = {"task": "segmentation", "split": "test",
                **evaluate_segmentation(predictions, options.threshold, seed=options.seed)}
-    by_split = split_dice(model, arrays, options.threshold, options.batch_size)
-    metrics["split_dice_input_resolution"] = by_split
+    by_split = split_scores(model, arrays, options.threshold, options.batch_size)
+    metrics["split_scores_input_resolution"] = by_split
     metrics["run"] = {"arch": options.arch, "encoder": options.encoder,
                       "encoder_weights": options.encoder_weights,
                       "image_size": options.image_size, "base_filters": options.base_filters,
                       "depth": options.depth, "parameters": int(model.count_params()),
                       "include_normals": options.include_normals,
+                      "alpha": options.alpha, "dice_on": options.dice_on,
                       "split_by": options.split_by, "seed": options.seed,
                       "data": str(data_dir), "synthetic_data": bool(synthetic),
                       "tumor_images_without_polygon": dropped}
@@ -278,8 +290,10 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                     "input": f"{options.image_size} px gray",
                     "base filters / depth": f"{options.base_filters} / {options.depth}",
                     "parameters": f"{model.count_params():,}",
-                    "loss": f"{options.alpha:g} BCE + {1 - options.alpha:g} (1 - soft Dice)",
+                    "loss": f"{options.alpha:g} BCE + {1 - options.alpha:g} (1 - soft Dice)"
+                            + (", Dice on tumor images only" if options.dice_on == "tumor"
+                               else ""),
                     "normal images in training": "yes" if options.include_normals else "no",
                     "training images": len(arrays["train"]), "seed": options.seed},
-        split_dice=by_split, figures=figures, synthetic=synthetic)
+        split_scores=by_split, figures=figures, synthetic=synthetic)
     return metrics

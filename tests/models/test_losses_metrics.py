@@ -102,13 +102,34 @@ def test_bce_dice_loss_hand_worked_and_sample_weight():
     assert got == pytest.approx((w * per_image).sum() / len(w), rel=1e-5)
 
 
+def test_bce_dice_loss_dice_on_tumor_images_only():
+    # Batch of 4 with image 0 empty (normal): its Dice term is left out and the Dice term
+    # is the mean over the 3 tumor images; BCE stays the mean over all 4.
+    y, p = _random_batch(5)
+    bce, dice = _np_bce(y, p), _np_soft_dice(y, p)
+    expected = 0.3 * bce.mean() + 0.7 * (1 - dice[1:]).mean()
+    loss = BCEDiceLoss(alpha=0.3, dice_on="tumor")
+    assert float(loss(y, p)) == pytest.approx(expected, rel=1e-5)
+    # A normal image's loss no longer depends on its Dice: only its BCE moves.
+    normal_only = y[:1], p[:1]
+    assert float(loss(*normal_only)) == pytest.approx(0.3 * bce[0], rel=1e-5)
+    # With every mask non-empty the two choices agree.
+    y_full = y.copy()
+    y_full[0, 0, 0, 0] = 1.0
+    assert float(loss(y_full, p)) == pytest.approx(
+        float(BCEDiceLoss(alpha=0.3)(y_full, p)), rel=1e-6)
+
+
 def test_bce_dice_loss_serialization():
-    loss = BCEDiceLoss(alpha=0.25, smooth=2.0)
+    loss = BCEDiceLoss(alpha=0.25, smooth=2.0, dice_on="tumor")
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, BCEDiceLoss)
-    assert (restored.alpha, restored.smooth, restored.name) == (0.25, 2.0, "bce_dice")
+    assert (restored.alpha, restored.smooth, restored.dice_on, restored.name) == (
+        0.25, 2.0, "tumor", "bce_dice")
     with pytest.raises(ValueError):
         BCEDiceLoss(alpha=1.5)
+    with pytest.raises(ValueError, match="dice_on"):
+        BCEDiceLoss(dice_on="normal")
 
 
 # --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from bone_tumor_tf.cli import train as train_cli
 from bone_tumor_tf.cli.training_args import SHARED_FIELDS
 from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.training.options import (
+    DICE_ON,
     ENCODERS,
     ClassifierOptions,
     SegmentationOptions,
@@ -68,10 +69,25 @@ def test_both_trainers_share_the_base_fields():
     assert set(SHARED_FIELDS) == set(base) - {"crop", "verbose"}  # no shared flag for these
 
 
-def test_encoders_agree_with_the_unet_builder():
+def test_encoders_and_dice_choices_agree_with_the_model_modules():
+    from bone_tumor_tf.models.losses import BCEDiceLoss
     from bone_tumor_tf.models.unet import ENCODERS as UNET_ENCODERS
 
     assert ENCODERS == UNET_ENCODERS
+    assert DICE_ON == BCEDiceLoss.DICE_ON
+
+
+def test_dice_on_flag_reaches_the_compiled_loss(tmp_path):
+    from bone_tumor_tf.training.segmentation import build_model
+
+    args = segment_cli.build_parser().parse_args(
+        ["--data", "d", "--out", "o", "--dice-on", "tumor", "--image-size", "32",
+         "--depth", "2"])
+    options = segment_cli.options_from_args(args)
+    assert options.dice_on == "tumor"
+    assert build_model(options).loss.dice_on == "tumor"
+    with pytest.raises(BoneTumorError, match="--dice-on"):
+        SegmentationOptions(data="d", out="o", dice_on="normal").validate()
 
 
 @pytest.mark.parametrize("cli, options_class", [(train_cli, ClassifierOptions),
@@ -124,3 +140,4 @@ def test_both_dataset_kinds_satisfy_the_dataset_protocol(synthetic_btxrd, tmp_pa
     options = ClassifierOptions(data=str(folders), out=str(tmp_path / "run"), crop="gt-box")
     with pytest.raises(DataError, match="class-per-folder set: use --crop none"):
         load_run_data(options, tmp_path / "run", resuming=False)
+

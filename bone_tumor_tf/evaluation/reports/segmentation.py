@@ -114,7 +114,7 @@ def _metric_rows(metrics: Mapping) -> list[list[str]]:
 
 def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: str,
                               data_source: str, split_kind: str, model_info: Mapping,
-                              split_dice: Mapping | None = None,
+                              split_scores: Mapping | None = None,
                               figures: Mapping[str, str | Path] | None = None,
                               synthetic: bool = False) -> Path:
     """Write ``<run_dir>/report.md`` (atomically) for one segmentation run; returns its path.
@@ -127,13 +127,15 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
         data_source: where the images come from.
         split_kind: how train/val/test were formed.
         model_info: key/value rows of the "Model" table.
-        split_dice: optional mean per-image Dice per split at the model's input resolution
-            (``{"train": .., "val": .., "test": ..}``), to spot over-fitting.
+        split_scores: optional figures per split at the model's input resolution
+            (``{"train": {...}, "val": {...}, "test": {...}}`` from
+            :func:`bone_tumor_tf.training.segmentation.split_scores`), to spot over-fitting
+            and to choose settings on the validation split.
         figures: caption -> PNG path, embedded in order.
         synthetic: add the synthetic-data warning.
 
     Sections: setting, warning, Model, Table 1 (test metrics at original resolution, model
-    vs empty prediction), Table 2 (Dice by split at input resolution), figures.
+    vs empty prediction), Table 2 (figures by split at input resolution), figures.
     """
     run_dir = Path(run_dir)
     lines = [
@@ -162,10 +164,15 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
     lines += markdown_table(["Metric", "Model", "Empty prediction"], _metric_rows(metrics))
     gain = metrics.get("dice_gain_over_empty")
     lines += [f"Mean Dice gain over the empty prediction: **{format_number(gain)}**.", ""]
-    if split_dice:
-        lines += ["## Table 2. Mean per-image Dice by split (model input resolution)", ""]
-        lines += markdown_table(["Split", "Dice"], [[name, format_number(value)]
-                                                    for name, value in split_dice.items()])
+    if split_scores:
+        lines += ["## Table 2. By split, at the model input resolution", "",
+                  "Choose settings on *val*, never on *test*. Normal images marked: the share "
+                  "of normal radiographs with at least one predicted tumor pixel.", ""]
+        lines += markdown_table(
+            ["Split", "Mean Dice (all images)", "Mean Dice (tumor images)",
+             "Normal images marked"],
+            [[name, format_number(v["dice_mean"]), format_number(v["tumor_dice_mean"]),
+              format_number(v["normal_fp_image_rate"])] for name, v in split_scores.items()])
     if figures:
         lines += ["## Figures", ""]
         for caption, path in figures.items():
