@@ -53,7 +53,13 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
     model.add_argument("--bn-momentum", type=float, default=defaults.bn_momentum,
                        help="BatchNorm moving-statistics momentum (Keras default 0.99)")
     model.add_argument("--threshold", type=float, default=defaults.threshold,
-                       help="probability threshold of the predicted mask")
+                       help="probability threshold of the predicted mask during training; "
+                            "the saved model's threshold unless --choose-threshold")
+    model.add_argument("--choose-threshold", action=argparse.BooleanOptionalAction,
+                       default=defaults.choose_threshold,
+                       help="after training, set the mask threshold (0.1 ... 0.9) with the best "
+                            "mean per-image Dice on the validation split (normal images count "
+                            "1 when left empty, else 0)")
     training.add_argument("--alpha", type=float, default=defaults.alpha,
                           help="loss = alpha * BCE + (1 - alpha) * (1 - soft Dice)")
     training.add_argument("--dice-on", choices=DICE_ON, default=defaults.dice_on,
@@ -74,7 +80,8 @@ def options_from_args(args: argparse.Namespace) -> SegmentationOptions:
     return SegmentationOptions(
         **training_fields(args), encoder=args.encoder, encoder_weights=args.encoder_weights,
         base_filters=args.base_filters, depth=args.depth, bn_momentum=args.bn_momentum,
-        alpha=args.alpha, dice_on=args.dice_on, threshold=args.threshold, include_normals=args.include_normals)
+        alpha=args.alpha, dice_on=args.dice_on, threshold=args.threshold,
+        choose_threshold=args.choose_threshold, include_normals=args.include_normals)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -192,6 +192,7 @@ class SegmentationOptions(TrainingOptions):
     smooth: float = 1.0
     dice_on: str = "all"
     threshold: float = 0.5
+    choose_threshold: bool = True
     include_normals: bool = False
 
     def validate(self) -> None:

@@ -159,6 +159,8 @@ class SegmentationTrainer(Trainer):
     def __init__(self, options: SegmentationOptions):
         super().__init__(options)
         self.dropped = 0
+        self.threshold = options.threshold
+        self.threshold_choice: dict | None = None
 
     def load_data(self, run_dir: Path, resuming: bool) -> RunData:
         options = self.options
@@ -203,13 +205,21 @@ class SegmentationTrainer(Trainer):
         return [Phase(PHASE, options.epochs, fit, start=start)]
 
     def finish_contract(self, model, data: RunData) -> None:
-        update_contract(model, threshold=self.options.threshold,
+        if self.options.choose_threshold:
+            self.threshold_choice = choose_threshold(model, data.splits["val"],
+                                                     self.options.batch_size)
+            self.threshold = self.threshold_choice["chosen"]
+            logger.info("mask threshold %.2f, chosen on the validation split (mean Dice %.3f; "
+                        "%.3f at %.2f)", self.threshold, self.threshold_choice["best_dice"],
+                        self.threshold_choice["dice_at_start"], self.options.threshold)
+        update_contract(model, threshold=self.threshold,
                         data_source=str(data.data_dir), synthetic_data=bool(data.synthetic),
                         parameters=int(model.count_params()))
 
     def evaluate(self, model, run_dir: Path, data: RunData) -> None:
         evaluate_run(model, run_dir, data.splits, self.options, data.data_dir, data.synthetic,
-                     self.dropped)
+                     self.dropped, threshold=self.threshold,
+                     threshold_choice=self.threshold_choice)
 
 
 def train_segmentation(options: SegmentationOptions, callbacks: list | None = None) -> Path:
@@ -248,17 +258,51 @@ def split_scores(model, arrays: dict[str, SegmentationSplit], threshold: float,
     return out
 
 
+THRESHOLD_CANDIDATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
+
+
+def choose_threshold(model, val: SegmentationSplit, batch_size: int,
+                     candidates: tuple[float, ...] = THRESHOLD_CANDIDATES,
+                     start: float = 0.5) -> dict:
+    """The mask threshold with the best mean per-image Dice on the validation split.
+
+    Every validation image counts once, at the model's input resolution: a tumor image by
+    its Dice, a normal image (empty mask) by 1 when nothing is predicted on it and 0
+    otherwise, so with normal images in the split a threshold that marks them loses.
+    Ties go to the larger threshold (fewer marked pixels).
+
+    Returns:
+        ``{"split": "val", "candidates": [...], "dice_mean": [...], "chosen": t,
+        "best_dice": ..., "dice_at_start": Dice at ``start`` (the training threshold)}``.
+    """
+    probs = predict_probability_maps(model, val.images, batch_size)
+    means = [float(np.mean([dice_score(p >= t, m) for p, m in zip(probs, val.masks)]))
+             for t in candidates]
+    best = max(range(len(candidates)), key=lambda k: (means[k], candidates[k]))
+    at_start = float(np.mean([dice_score(p >= start, m) for p, m in zip(probs, val.masks)]))
+    return {"split": "val", "candidates": list(candidates), "dice_mean": means,
+            "chosen": float(candidates[best]), "best_dice": means[best],
+            "dice_at_start": at_start}
+
+
 def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                  options: SegmentationOptions, data_dir, synthetic: bool,
-                 dropped: int = 0) -> dict:
-    """``metrics.json``, overlays, training curves and ``report.md`` of a trained model."""
+                 dropped: int = 0, threshold: float | None = None,
+                 threshold_choice: dict | None = None) -> dict:
+    """``metrics.json``, overlays, training curves and ``report.md`` of a trained model.
+
+    ``threshold``: the mask threshold (default ``options.threshold``); ``threshold_choice``:
+    how it was chosen on the validation split (:func:`choose_threshold`), if it was.
+    """
+    threshold = options.threshold if threshold is None else threshold
     test = arrays["test"]
     predictions = predictions_at_original_resolution(model, test.images, test.geometries,
                                                      test.records, options.batch_size)
     metrics = {"task": "segmentation", "split": "test",
-               **evaluate_segmentation(predictions, options.threshold, seed=options.seed)}
-    by_split = split_scores(model, arrays, options.threshold, options.batch_size)
+               **evaluate_segmentation(predictions, threshold, seed=options.seed)}
+    by_split = split_scores(model, arrays, threshold, options.batch_size)
     metrics["split_scores_input_resolution"] = by_split
+    metrics["threshold_choice"] = threshold_choice
     metrics["run"] = {"arch": options.arch, "encoder": options.encoder,
                       "encoder_weights": options.encoder_weights,
                       "image_size": options.image_size, "base_filters": options.base_filters,
@@ -276,7 +320,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
         history = history.assign(epoch=history["epoch"] + 1)
         figures["Training curves"] = plot_segmentation_curves(
             history, run_dir / "training_curves.png")
-    overlays = write_case_overlays(predictions, metrics, run_dir, options.threshold)
+    overlays = write_case_overlays(predictions, metrics, run_dir, threshold)
     for case, path in overlays.items():
         figures[f"{case.capitalize()} test case by Dice (green: ground truth, red: "
                 "prediction)"] = path
@@ -294,6 +338,11 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                             + (", Dice on tumor images only" if options.dice_on == "tumor"
                                else ""),
                     "normal images in training": "yes" if options.include_normals else "no",
+                    "mask threshold": (f"{threshold:g} (chosen on the validation split: mean "
+                                       f"Dice {threshold_choice['best_dice']:.3f}, "
+                                       f"{threshold_choice['dice_at_start']:.3f} at "
+                                       f"{options.threshold:g})" if threshold_choice
+                                       else f"{threshold:g}"),
                     "training images": len(arrays["train"]), "seed": options.seed},
         split_scores=by_split, figures=figures, synthetic=synthetic)
     return metrics

@@ -104,7 +104,9 @@ def test_run_folder_contents_and_metrics(attention_run, synthetic_btxrd):
     contract = read_contract(run_dir / "model.keras")
     assert contract.task == "segmentation" and contract.image_size == 32
     assert contract.crop_mode == "none" and contract.arch == "attention-unet"
-    assert contract.threshold == options.threshold and contract.details["depth"] == 3
+    chosen = metrics["threshold_choice"]["chosen"]
+    assert contract.threshold == chosen == metrics["threshold"]
+    assert contract.details["depth"] == 3
     assert contract.details["synthetic_data"] is True and not (run_dir / "model.json").exists()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["options"]["include_normals"] is True
@@ -133,7 +135,7 @@ def test_report_iou_and_dice_match_numpy_on_the_test_masks(attention_run, synthe
     prepared = prepare_images(records, options.image_size, crop_mode="none", with_masks=True)
     again = predictions_at_original_resolution(load_model(run_dir / "model.keras"),
                                                prepared.images, prepared.geometries, records)
-    predicted = [p >= options.threshold for p in again.probabilities]
+    predicted = [p >= metrics["threshold"] for p in again.probabilities]
     truth = [m.astype(bool) for m in again.masks]
     scores = np.array([_numpy_dice_iou(p, t) for p, t in zip(predicted, truth)])
     np.testing.assert_allclose([i["dice"] for i in metrics["per_image"]], scores[:, 0],
@@ -155,6 +157,36 @@ def test_report_iou_and_dice_match_numpy_on_the_test_masks(attention_run, synthe
     report = (run_dir / "report.md").read_text()
     assert "| Metric | Model | Empty prediction |" in report
     assert "original resolution" in report and "WARNING: synthetic data" in report
+
+
+def test_mask_threshold_is_the_best_on_the_validation_split(attention_run, synthetic_btxrd):
+    """Recomputed with NumPy from the saved model and the run's own val split."""
+    run_dir, options = attention_run
+    choice = json.loads((run_dir / "metrics.json").read_text())["threshold_choice"]
+    splits = pd.read_csv(run_dir / "splits.csv")
+    val_ids = set(splits.loc[splits["split"] == "val", "image_id"])
+    records = [r for r in load_dataset(synthetic_btxrd).records if r.image_id in val_ids]
+    assert any(r.label == "normal" for r in records) and any(r.label != "normal" for r in records)
+    prepared = prepare_images(records, options.image_size, crop_mode="none", with_masks=True)
+    probs = load_model(run_dir / "model.keras").predict(
+        prepared.images[..., None].astype("float32"), verbose=0)[..., 0]
+    means = [np.mean([_numpy_dice_iou(p >= t, m.astype(bool))[0]
+                      for p, m in zip(probs, prepared.masks)]) for t in choice["candidates"]]
+    np.testing.assert_allclose(choice["dice_mean"], means, atol=1e-6)
+    best = max(means)
+    assert choice["chosen"] == max(t for t, m in zip(choice["candidates"], means)
+                                   if m >= best - 1e-9)
+    assert choice["split"] == "val" and "chosen on the validation split" in (
+        run_dir / "report.md").read_text()
+
+
+def test_fixed_threshold_when_not_chosen(synthetic_btxrd, tmp_path):
+    options = _options(synthetic_btxrd, tmp_path / "fixed", epochs=1, threshold=0.3,
+                       choose_threshold=False)
+    run_dir = train_segmentation(options)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["threshold_choice"] is None and metrics["threshold"] == 0.3
+    assert read_contract(run_dir / "model.keras").threshold == 0.3
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
