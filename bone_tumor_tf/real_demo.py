@@ -91,16 +91,24 @@ class RealDemo:
         return "1" if self.quick else str(full)
 
     def step(self, name: str, module, argv: list[str], done: Path) -> None:
-        """Run ``bone-tumor <command> argv`` unless ``done`` exists; time it."""
+        """Run ``bone-tumor <command> argv`` unless ``done`` exists; time it.
+
+        The step's wall time adds up over attempts: an interrupted or failed attempt
+        (whose finished epochs the resumed run keeps) counts as well, so ``timings.json``
+        holds what the step cost in all.
+        """
         self.commands[name] = _command(module, argv)
         if done.exists():
             logger.info("=== %s: done earlier (%s)", name, done)
             return
         logger.info("\n=== %s\n%s", name, self.commands[name])
         start = time.perf_counter()
-        module.run(module.build_parser().parse_args(argv))
-        self.timings[name] = round(time.perf_counter() - start, 1)
-        atomic_write_text(self.timings_path, json.dumps(self.timings, indent=2))
+        try:
+            module.run(module.build_parser().parse_args(argv))
+        finally:
+            spent = time.perf_counter() - start
+            self.timings[name] = round(self.timings.get(name, 0.0) + spent, 1)
+            atomic_write_text(self.timings_path, json.dumps(self.timings, indent=2))
 
     def classifier(self, name: str, arch: str, task: str, crop: str, size: int,
                    extra: list[str], phase2_epochs: int = 8) -> Path:

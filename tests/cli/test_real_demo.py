@@ -7,6 +7,7 @@ output already exists, so the demo resumes past it without training.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +41,43 @@ def test_cam_method_and_layer_are_the_best_validation_pointing_game(tmp_path):
     # the steps were skipped (their outputs exist) and are still listed as commands
     assert "--split val" in demo.commands["gradcam-val-pool3_relu"]
     assert demo.timings == {}
+
+
+def test_step_time_adds_up_over_an_interrupted_attempt(tmp_path, monkeypatch):
+    """An attempt that dies half-way still counts; the resumed attempt adds to it."""
+
+    class Command:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def build_parser(self):
+            import argparse
+
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--sleep", type=float)
+            return parser
+
+        def run(self, args):
+            time.sleep(args.sleep)
+            if self.fail:
+                raise KeyboardInterrupt
+
+    failing, working = Command(fail=True), Command(fail=False)
+    for command in (failing, working):
+        monkeypatch.setitem(real_demo.COMMANDS, command, "train")
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
+    done = tmp_path / "done"
+    with pytest.raises(KeyboardInterrupt):
+        demo.step("train", failing, ["--sleep", "0.2"], done)
+    first = json.loads(demo.timings_path.read_text())["train"]
+    assert first >= 0.2
+    again = real_demo.RealDemo(tmp_path, tmp_path / "out")  # a rerun reads timings.json
+    again.step("train", working, ["--sleep", "0.3"], done)
+    assert again.timings["train"] >= first + 0.3
+    done.touch()
+    total = again.timings["train"]
+    again.step("train", working, ["--sleep", "5"], done)  # skipped: done exists
+    assert again.timings["train"] == total == json.loads(again.timings_path.read_text())["train"]
 
 
 def test_segmentation_rows_bootstrap_the_per_image_dice_and_the_normal_flag_rate():
