@@ -64,7 +64,7 @@ from bone_tumor_tf.inference.segmentation import (
 from bone_tumor_tf.io import atomic_write_json
 from bone_tumor_tf.models.contract import update_contract
 from bone_tumor_tf.models.losses import BCEDiceLoss
-from bone_tumor_tf.models.metrics import DiceCoefficient
+from bone_tumor_tf.models.metrics import BestThresholdDice, DiceCoefficient
 from bone_tumor_tf.models.unet import build_unet
 from bone_tumor_tf.training import runs
 from bone_tumor_tf.training.lifecycle import Phase, RunData, Trainer, run_training
@@ -73,6 +73,9 @@ from bone_tumor_tf.training.options import SPLIT_DESCRIPTIONS, SegmentationOptio
 logger = logging.getLogger(__name__)
 
 MONITOR, MONITOR_MODE = "val_dice", "max"
+#: Mask thresholds tried on the validation split (the monitored ``val_dice`` is the best of
+#: them when the run chooses its threshold, see ``BestThresholdDice``).
+THRESHOLD_CANDIDATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 PHASE = "train"
 
 
@@ -126,6 +129,11 @@ def split_data(prepared, splits) -> tuple[dict[str, SegmentationSplit], int]:
 def build_model(options: SegmentationOptions):
     """The (Attention) U-Net of ``options``, compiled (Adam, BCE + Dice, Dice metric).
 
+    The metric, logged as ``dice`` / ``val_dice`` (the monitored quantity), is the per-image
+    Dice at the best of ``THRESHOLD_CANDIDATES`` when the run chooses its threshold on the
+    validation split (:class:`~bone_tumor_tf.models.metrics.BestThresholdDice`), else at
+    ``options.threshold``.
+
     BatchNorm momentum is set to ``options.bn_momentum`` (0.9 by default, Keras' 0.99
     otherwise): a moving statistic after ``n`` steps keeps a weight ``momentum**n`` on its
     initial value, and with the ~20 steps per epoch of a small dataset 0.99 leaves
@@ -145,7 +153,8 @@ def build_model(options: SegmentationOptions):
     model.compile(optimizer=keras.optimizers.Adam(options.lr),
                   loss=BCEDiceLoss(alpha=options.alpha, smooth=options.smooth,
                                        dice_on=options.dice_on),
-                  metrics=[DiceCoefficient(threshold=options.threshold)])
+                  metrics=[BestThresholdDice(THRESHOLD_CANDIDATES) if options.choose_threshold
+                           else DiceCoefficient(threshold=options.threshold)])
     return model
 
 
@@ -256,9 +265,6 @@ def split_scores(model, arrays: dict[str, SegmentationSplit], threshold: float,
             "tumor_dice_mean": float(dices[~normal].mean()) if (~normal).any() else None,
             "normal_fp_image_rate": float(marked[normal].mean()) if normal.any() else None}
     return out
-
-
-THRESHOLD_CANDIDATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
 
 def choose_threshold(model, val: SegmentationSplit, batch_size: int,

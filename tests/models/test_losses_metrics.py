@@ -20,7 +20,7 @@ from bone_tumor_tf.models.losses import (
     soft_dice_loss,
     soft_dice_per_image,
 )
-from bone_tumor_tf.models.metrics import DiceCoefficient
+from bone_tumor_tf.models.metrics import BestThresholdDice, DiceCoefficient
 
 EPS = 1e-7
 
@@ -271,6 +271,34 @@ def test_dice_coefficient_matches_numpy_per_image_mean():
     metric.update_state(y, p, sample_weight=w)
     scores = np.array([dice_score(pi >= 0.8, yi) for pi, yi in zip(p, y)])
     assert float(metric.result()) == pytest.approx((w * scores).sum() / w.sum(), rel=1e-5)
+
+
+def test_best_threshold_dice_is_the_max_over_thresholds_of_the_numpy_per_image_mean():
+    y, p = _random_batch(7, n=6)
+    # a model that has learned but is under-confident: tumor pixels near 0.3, background
+    # under 0.25, noisy; one normal image with a faint blob that a low threshold marks
+    noise = np.random.default_rng(1).random(p.shape).astype("float32")
+    p = (0.3 * y + 0.25 * noise).astype("float32")
+    y[1] = 0.0
+    p[1, :3, :3] = 0.2
+    thresholds = (0.1, 0.3, 0.5, 0.7)
+    per_threshold = [np.mean([dice_score(pi >= t, yi) for pi, yi in zip(p, y)])
+                     for t in thresholds]
+    metric = BestThresholdDice(thresholds)
+    metric.update_state(y[:4], p[:4])  # two batches accumulate per image
+    metric.update_state(y[4:], p[4:])
+    assert float(metric.result()) == pytest.approx(max(per_threshold), rel=1e-5)
+    assert max(per_threshold) > per_threshold[2]  # 0.5 is not the best here: the test bites
+    w = np.array([1.0, 3.0, 0.0, 1.0, 2.0, 1.0])
+    weighted = [(w * [dice_score(pi >= t, yi) for pi, yi in zip(p, y)]).sum() / w.sum()
+                for t in thresholds]
+    metric.reset_state()
+    metric.update_state(y, p, sample_weight=w)
+    assert float(metric.result()) == pytest.approx(max(weighted), rel=1e-5)
+    restored = keras.metrics.deserialize(keras.metrics.serialize(metric))
+    assert isinstance(restored, BestThresholdDice) and restored.thresholds == thresholds
+    with pytest.raises(ValueError, match="thresholds"):
+        BestThresholdDice((0.0, 0.5))
 
 
 def test_dice_coefficient_config_and_log_name():
