@@ -291,6 +291,28 @@ def choose_threshold(model, val: SegmentationSplit, batch_size: int,
             "dice_at_start": at_start}
 
 
+def training_warnings(history, by_split: dict[str, dict]) -> list[str]:
+    """What a user must know before trusting a segmentation run (empty list: nothing).
+
+    - the monitored ``val_dice`` never rose above its first epoch over 3 or more epochs:
+      early stopping then restores the first epoch's weights;
+    - at the saved threshold the model marks no pixel on any validation image although
+      tumor images are there: it is an empty predictor.
+    """
+    warnings = []
+    if history is not None and MONITOR in history and len(history) >= 3:
+        values = history[MONITOR].to_numpy(float)
+        if np.nanmax(values[1:]) <= values[0]:
+            warnings.append(f"{MONITOR} never rose above its epoch-1 value {values[0]:.4f} in "
+                            f"{len(values)} epochs, so the saved weights are epoch 1's: the run "
+                            "did not learn (more epochs, a higher --lr, or tumor images only)")
+    val = by_split.get("val") or {}
+    if val.get("tumor_dice_mean") == 0.0 and not val.get("normal_fp_image_rate"):
+        warnings.append("at its threshold the model marks no tumor pixel on any validation "
+                        "image: it is no better than an empty mask")
+    return warnings
+
+
 def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
                  options: SegmentationOptions, data_dir, synthetic: bool,
                  dropped: int = 0, threshold: float | None = None,
@@ -309,6 +331,10 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
     by_split = split_scores(model, arrays, threshold, options.batch_size)
     metrics["split_scores_input_resolution"] = by_split
     metrics["threshold_choice"] = threshold_choice
+    history = runs.read_history(run_dir / f"history_{PHASE}.csv")
+    metrics["warnings"] = training_warnings(history, by_split)
+    for warning in metrics["warnings"]:
+        logger.warning("%s: %s", run_dir, warning)
     metrics["run"] = {"arch": options.arch, "encoder": options.encoder,
                       "encoder_weights": options.encoder_weights,
                       "image_size": options.image_size, "base_filters": options.base_filters,
@@ -321,7 +347,6 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
     atomic_write_json(run_dir / "metrics.json", metrics)
 
     figures = {}
-    history = runs.read_history(run_dir / f"history_{PHASE}.csv")
     if not history.empty:
         history = history.assign(epoch=history["epoch"] + 1)
         figures["Training curves"] = plot_segmentation_curves(

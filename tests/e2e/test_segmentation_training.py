@@ -82,7 +82,8 @@ def test_run_folder_contents_and_metrics(attention_run, synthetic_btxrd):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("dice_mean", "dice_median", "iou_mean", "iou_median", "dice_pooled",
                 "iou_pooled", "pixel_auc", "normal_fp_image_rate", "empty_prediction",
-                "dice_gain_over_empty", "per_image", "split_scores_input_resolution", "run"):
+                "dice_gain_over_empty", "per_image", "split_scores_input_resolution", "warnings",
+                "run"):
         assert key in metrics, key
     assert metrics["task"] == "segmentation" and metrics["resolution"] == "original"
     assert metrics["n_normal"] > 0 and metrics["n_tumor"] > 0

@@ -33,3 +33,23 @@ def test_split_scores_by_hand():
     tumors_only = SegmentationSplit(images[:2].astype(np.uint8), masks[:2], [None] * 2,
                                     records[:2])
     assert split_scores(model, {"t": tumors_only}, 0.5, 2)["t"]["normal_fp_image_rate"] is None
+
+
+def test_training_warnings_name_a_run_that_did_not_learn():
+    import pandas as pd
+
+    from bone_tumor_tf.training.segmentation import training_warnings
+
+    learning = {"val": {"tumor_dice_mean": 0.15, "normal_fp_image_rate": 0.1}}
+    # the real BTXRD failure: val_dice at the empty level in every epoch
+    flat = pd.DataFrame({"epoch": range(12), "val_dice": [0.50178] * 12})
+    warnings = training_warnings(flat, learning)
+    assert len(warnings) == 1 and "epoch 1's" in warnings[0] and "12 epochs" in warnings[0]
+    rising = pd.DataFrame({"epoch": range(3), "val_dice": [0.0, 0.0, 0.08]})
+    assert training_warnings(rising, learning) == []
+    assert training_warnings(flat.head(2), learning) == []  # too short to judge
+    empty_val = {"val": {"tumor_dice_mean": 0.0, "normal_fp_image_rate": 0.0}}
+    assert "no better than an empty mask" in training_warnings(rising, empty_val)[0]
+    assert len(training_warnings(flat, empty_val)) == 2
+    # no tumor images in val (None): no claim about emptiness
+    assert training_warnings(pd.DataFrame(), {"val": {"tumor_dice_mean": None}}) == []

@@ -154,6 +154,8 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
     ]
     if synthetic:
         lines += [SYNTHETIC_WARNING, ""]
+    for warning in metrics.get("warnings") or []:
+        lines += [f"> **WARNING:** {warning}.", ""]
     lines += ["## Model", ""]
     lines += markdown_table(["Setting", "Value"], [[k, v] for k, v in model_info.items()],
                             numeric=False)
