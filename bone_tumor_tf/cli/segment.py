@@ -65,8 +65,10 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
     training.add_argument("--dice-on", choices=DICE_ON, default=defaults.dice_on,
                           help="images whose soft Dice enters the loss: all, or tumor (images "
                                "with a non-empty mask; normal images then train through BCE "
-                               "only, which keeps --include-normals from collapsing to empty "
-                               "masks)")
+                               "only), for --include-normals: with Dice on all images the "
+                               "loss rewards an empty mask (on real BTXRD neither choice gave "
+                               "a usable U-Net with normals in 12 epochs at 128 px; see "
+                               "docs/real-data-decisions.md)")
     comparison = p.add_argument_group("comparison")
     comparison.add_argument("--compare", action="append", default=[], metavar="RUN",
                                      help="finished run folder to compare with in OUT/comparison.md "

@@ -27,7 +27,10 @@ anywhere (validation Dice stuck at the empty level), because a normal image puni
 probability mass far harder than a tiny tumor rewards it. ``BCEDiceLoss(dice_on="tumor")``
 therefore scores the Dice term on images with a tumor only; normal images then teach
 "nothing here" through the pixel-wise BCE alone (the usual recipe when most images are
-empty, e.g. the SIIM-ACR pneumothorax challenge).
+empty, e.g. the SIIM-ACR pneumothorax challenge). It removes the loss's reward for an
+empty mask (the training loss then falls), but on real BTXRD at 128 px it was not enough
+for a usable U-Net within 12 epochs (docs/real-data-decisions.md), so it is an option, not
+the default.
 """
 
 from __future__ import annotations
