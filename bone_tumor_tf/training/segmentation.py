@@ -246,6 +246,11 @@ def train_segmentation(options: SegmentationOptions, callbacks: list | None = No
     return run_training(SegmentationTrainer(options), callbacks)
 
 
+def _per_image_dice(probs, masks, threshold: float) -> np.ndarray:
+    """Dice of each thresholded probability map against its mask (1 for empty/empty)."""
+    return np.array([dice_score(p >= threshold, m) for p, m in zip(probs, masks)])
+
+
 def split_scores(model, arrays: dict[str, SegmentationSplit], threshold: float,
                  batch_size: int) -> dict[str, dict]:
     """Per split, at the model's input resolution: the figures to choose settings on.
@@ -257,7 +262,7 @@ def split_scores(model, arrays: dict[str, SegmentationSplit], threshold: float,
     out = {}
     for name, part in arrays.items():
         probs = predict_probability_maps(model, part.images, batch_size)
-        dices = np.array([dice_score(p >= threshold, m) for p, m in zip(probs, part.masks)])
+        dices = _per_image_dice(probs, part.masks, threshold)
         normal = np.array([r.label == "normal" for r in part.records], dtype=bool)
         marked = np.array([bool((p >= threshold).any()) for p in probs], dtype=bool)
         out[name] = {
@@ -282,10 +287,10 @@ def choose_threshold(model, val: SegmentationSplit, batch_size: int,
         "best_dice": ..., "dice_at_start": Dice at ``start`` (the training threshold)}``.
     """
     probs = predict_probability_maps(model, val.images, batch_size)
-    means = [float(np.mean([dice_score(p >= t, m) for p, m in zip(probs, val.masks)]))
-             for t in candidates]
+    means = [float(_per_image_dice(probs, val.masks, t).mean()) for t in candidates]
     best = max(range(len(candidates)), key=lambda k: (means[k], candidates[k]))
-    at_start = float(np.mean([dice_score(p >= start, m) for p, m in zip(probs, val.masks)]))
+    at_start = (means[candidates.index(start)] if start in candidates
+                else float(_per_image_dice(probs, val.masks, start).mean()))
     return {"split": "val", "candidates": list(candidates), "dice_mean": means,
             "chosen": float(candidates[best]), "best_dice": means[best],
             "dice_at_start": at_start}
@@ -300,7 +305,7 @@ def training_warnings(history, by_split: dict[str, dict]) -> list[str]:
       tumor images are there: it is an empty predictor.
     """
     warnings = []
-    if history is not None and MONITOR in history and len(history) >= 3:
+    if MONITOR in history and len(history) >= 3:
         values = history[MONITOR].to_numpy(float)
         if np.nanmax(values[1:]) <= values[0]:
             warnings.append(f"{MONITOR} never rose above its epoch-1 value {values[0]:.4f} in "
