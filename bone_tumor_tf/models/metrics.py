@@ -17,6 +17,31 @@ from keras import ops
 __all__ = ["BestThresholdDice", "DiceCoefficient"]
 
 
+def _binary_masks(y_true, y_pred):
+    """``(true >= 0.5, y_pred as float32, reduction axes)``, ``y_true`` reshaped like ``y_pred``."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) != len(y_pred.shape):
+        y_true = ops.reshape(y_true, ops.shape(y_pred))
+    true = ops.cast(ops.cast(y_true, "float32") >= 0.5, "float32")
+    return true, y_pred, tuple(range(1, len(y_pred.shape)))
+
+
+def _per_image_dice(pred, true, axes):
+    """Dice of each image's binary masks: 1 when both are empty, 0 when only one is."""
+    intersection = ops.sum(pred * true, axis=axes)
+    denominator = ops.sum(pred, axis=axes) + ops.sum(true, axis=axes)
+    return ops.where(denominator > 0, 2.0 * intersection / ops.maximum(denominator, 1.0), 1.0)
+
+
+def _image_weights(sample_weight, n_images, like):
+    """One weight per image: ones, or a per-pixel weight map averaged over each image."""
+    if sample_weight is None:
+        return ops.ones_like(like)
+    weights = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+    return ops.mean(ops.reshape(weights, (n_images, -1)), axis=1)
+
+
 @keras.saving.register_keras_serializable(package="bone_tumor_tf")
 class DiceCoefficient(keras.metrics.Metric):
     """Mean per-image Dice of thresholded predictions, accumulated over an epoch.
@@ -49,23 +74,9 @@ class DiceCoefficient(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = ops.convert_to_tensor(y_pred)
-        y_true = ops.convert_to_tensor(y_true)
-        if len(y_true.shape) != len(y_pred.shape):
-            y_true = ops.reshape(y_true, ops.shape(y_pred))
-        pred = ops.cast(ops.cast(y_pred, "float32") >= self.threshold, "float32")
-        true = ops.cast(ops.cast(y_true, "float32") >= 0.5, "float32")
-        axes = tuple(range(1, len(pred.shape)))
-        intersection = ops.sum(pred * true, axis=axes)
-        denominator = ops.sum(pred, axis=axes) + ops.sum(true, axis=axes)
-        dice = ops.where(
-            denominator > 0, 2.0 * intersection / ops.maximum(denominator, 1.0), 1.0
-        )
-        if sample_weight is None:
-            weights = ops.ones_like(dice)
-        else:
-            weights = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
-            weights = ops.mean(ops.reshape(weights, (ops.shape(dice)[0], -1)), axis=1)
+        true, y_pred, axes = _binary_masks(y_true, y_pred)
+        dice = _per_image_dice(ops.cast(y_pred >= self.threshold, "float32"), true, axes)
+        weights = _image_weights(sample_weight, ops.shape(dice)[0], dice)
         self.total.assign_add(ops.cast(ops.sum(weights * dice), self.dtype))
         self.count.assign_add(ops.cast(ops.sum(weights), self.dtype))
 
@@ -114,26 +125,10 @@ class BestThresholdDice(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-        y_true = ops.convert_to_tensor(y_true)
-        if len(y_true.shape) != len(y_pred.shape):
-            y_true = ops.reshape(y_true, ops.shape(y_pred))
-        true = ops.cast(ops.cast(y_true, "float32") >= 0.5, "float32")
-        axes = tuple(range(1, len(y_pred.shape)))
-        n_true = ops.sum(true, axis=axes)
-        sums = []
-        for t in self.thresholds:
-            pred = ops.cast(y_pred >= t, "float32")
-            intersection = ops.sum(pred * true, axis=axes)
-            denominator = ops.sum(pred, axis=axes) + n_true
-            sums.append(ops.where(denominator > 0,
-                                  2.0 * intersection / ops.maximum(denominator, 1.0), 1.0))
-        dice = ops.stack(sums, axis=0)  # (K, N)
-        if sample_weight is None:
-            weights = ops.ones_like(dice[0])
-        else:
-            weights = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
-            weights = ops.mean(ops.reshape(weights, (ops.shape(dice)[1], -1)), axis=1)
+        true, y_pred, axes = _binary_masks(y_true, y_pred)
+        dice = ops.stack([_per_image_dice(ops.cast(y_pred >= t, "float32"), true, axes)
+                          for t in self.thresholds], axis=0)  # (K, N)
+        weights = _image_weights(sample_weight, ops.shape(dice)[1], dice[0])
         self.totals.assign_add(ops.cast(ops.sum(dice * weights[None, :], axis=1), self.dtype))
         self.count.assign_add(ops.cast(ops.sum(weights), self.dtype))
 
