@@ -141,7 +141,9 @@ def copy_backbone_from_saved_classifier(model, path) -> list[str]:
     """Initialise the backbone of ``model`` from a ``.keras`` classifier of the same arch.
 
     Backbone weights do not depend on the input size or the head, so the saved model may
-    have another image size, task or class list. Returns the copied layer names.
+    have another image size, task or class list. A U-Net whose encoder is the same
+    ``keras.applications`` backbone works too: its encoder layers keep the backbone's
+    names, and its decoder is ignored. Returns the copied layer names.
     """
     saved = load_model(path)
     names = [name for name in backbone_layer_names(model) if model.get_layer(name).weights]

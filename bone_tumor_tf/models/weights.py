@@ -24,7 +24,10 @@ Weights sources (the ``weights=`` argument of :func:`~bone_tumor_tf.models.build
   preprocessing and head) initialises the new model, with that model's input
   normalisation; the head starts fresh, so the task, classes, crop mode and image size
   may all differ. This is transfer from an earlier run, e.g. from a classifier trained
-  on tumor-box crops to one that reads whole radiographs.
+  on tumor-box crops to one that reads whole radiographs. A U-Net of this toolkit whose
+  encoder is that architecture (``segment --encoder densenet121``) is accepted the same
+  way: its encoder layers carry the backbone's names, so a classifier can start from a
+  backbone trained on the tumor masks (mask pretraining).
 
 The flat classifier cannot load those files with ``model.load_weights`` (Keras matches
 legacy files by layer order and Keras 3 files by model structure), so
@@ -234,11 +237,20 @@ def resolve_weights(weights: str | os.PathLike | None, arch: str) -> WeightsSour
 
 
 def _saved_classifier_source(path: Path, arch: str) -> WeightsSource:
-    """A ``.keras`` classifier of this toolkit as a backbone source (read, not built)."""
+    """A ``.keras`` classifier, or U-Net with a backbone encoder, of this toolkit as a
+    backbone source (read, not built)."""
     contract = read_contract(path)
+    if contract is not None and contract.task == "segmentation":
+        encoder = contract.details.get("encoder", "none")
+        if encoder != arch:
+            hint = (f"; train the U-Net with --encoder {arch}" if encoder == "none" else "")
+            raise ModelConfigError(f"{path}: a U-Net with encoder {encoder} cannot initialise "
+                                   f"a {arch} backbone{hint}")
+        return WeightsSource("model", path, normalization=contract.normalization)
     if contract is None or contract.task not in ("binary", "multiclass"):
-        raise ModelConfigError(f"{path}: not a classifier saved by bone_tumor_tf (no "
-                               "classifier contract), so its backbone cannot be located")
+        raise ModelConfigError(f"{path}: not a classifier or encoder U-Net saved by "
+                               "bone_tumor_tf (no contract), so its backbone cannot be "
+                               "located")
     if contract.arch != arch:
         raise ModelConfigError(f"{path}: a {contract.arch} classifier cannot initialise "
                                f"a {arch} backbone")
@@ -267,8 +279,8 @@ def _existing_file(text: str, what: str) -> Path:
     if not path.is_file():
         raise WeightsNotFoundError(
             f"{path}: {what} file not found (weights= takes 'none', 'imagenet', "
-            "'imagenet:PATH', 'chexpert', 'chexpert:PATH', a .h5/.weights.h5 file or a .keras "
-            "classifier)"
+            "'imagenet:PATH', 'chexpert', 'chexpert:PATH', a .h5/.weights.h5 file, or a .keras "
+            "classifier or encoder U-Net)"
         )
     return path
 

@@ -306,8 +306,45 @@ def test_saved_classifier_of_an_earlier_run_initialises_the_backbone(built, tmp_
         build_classifier("densenet121", image_size=SIZE, weights=str(path))
     foreign = tmp_path / "foreign.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(foreign)
-    with pytest.raises(ModelConfigError, match="not a classifier saved by bone_tumor_tf"):
+    with pytest.raises(ModelConfigError, match="not a classifier or encoder U-Net saved by bone_tumor_tf"):
         build_classifier("resnet50", image_size=SIZE, weights=str(foreign))
+
+
+def test_encoder_unet_of_an_earlier_run_initialises_the_backbone(tmp_path):
+    """Mask pretraining: a U-Net run with --encoder densenet121 as --weights gives the
+    classifier the U-Net's encoder, so both compute the same backbone features."""
+    from bone_tumor_tf.models.unet import build_unet
+
+    unet = build_unet(image_size=SIZE, attention=True, base_filters=4,
+                      encoder="densenet121", encoder_weights="none")
+    path = save_with_contract(unet, tmp_path / "encoder-unet.keras")
+    model = build_classifier("densenet121", "multiclass", image_size=SIZE, weights=str(path))
+    fresh = build_classifier("densenet121", "multiclass", image_size=SIZE, weights="none")
+    kernel = "conv5_block16_2_conv"
+    assert not np.allclose(fresh.get_layer(kernel).get_weights()[0],
+                           unet.get_layer(kernel).get_weights()[0])
+    for name in ("conv1_conv", kernel, "bn"):
+        for a, b in zip(unet.get_layer(name).get_weights(),
+                        model.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # Same input normalisation (U-Net: rescale, gray_to_rgb, imagenet_norm; classifier:
+    # gray_to_rgb, rescale, normalize): the last backbone feature maps agree.
+    images = gray_images(2)
+    features = [keras.Model(m.input, m.get_layer("relu").output)(images, training=False)
+                for m in (unet, model)]
+    np.testing.assert_allclose(np.asarray(features[0]), np.asarray(features[1]),
+                               rtol=1e-4, atol=1e-4)
+    contract = read_contract(model)
+    assert contract.weights_source == "model:encoder-unet.keras"
+    assert contract.normalization == "torch"
+    plain = save_with_contract(build_unet(image_size=SIZE, base_filters=2, depth=2),
+                               tmp_path / "plain-unet.keras")
+    with pytest.raises(ModelConfigError, match="encoder none cannot initialise a densenet121 "
+                                               "backbone; train the U-Net with --encoder"):
+        build_classifier("densenet121", image_size=SIZE, weights=str(plain))
+    with pytest.raises(ModelConfigError, match="encoder densenet121 cannot initialise a "
+                                               "resnet50"):
+        build_classifier("resnet50", image_size=SIZE, weights=str(path))
 
 
 def test_chexpert_weights_one_channel_backbone(monkeypatch, tmp_path):
