@@ -49,6 +49,7 @@ from bone_tumor_tf.diagnosis.evaluate import choose_whole_image_weight
 from bone_tumor_tf.diagnosis.run import read_results
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number, markdown_table
+from bone_tumor_tf.evaluation.segmentation import dice_by_tumor_size
 from bone_tumor_tf.evaluation.stats import bootstrap_ci
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
@@ -235,6 +236,11 @@ def _segmentation_rows(metrics: dict) -> list[tuple[str, str]]:
         rows.append(("test Dice, mean per tumor image",
                      format_ci(bootstrap_ci(np.mean, dice, seed=0))))
         rows.append(("test Dice, median per tumor image", format_number(np.median(dice))))
+    groups = dice_by_tumor_size(images) if images and "true_pixels" in images[0] else []
+    if len(groups) == 3:
+        rows.append(("test Dice by tumor size, smallest / middle / largest third (missed)",
+                     " / ".join(f"{format_number(g['dice_mean'])} ({format_number(g['missed'])})"
+                                for g in groups)))
     if normal_flagged.size:
         rows.append(("normal test radiographs given a tumor mask",
                      format_ci(bootstrap_ci(np.mean, normal_flagged, seed=0))))

@@ -13,7 +13,8 @@ metric :class:`bone_tumor_tf.models.metrics.DiceCoefficient` and in :func:`resiz
 :func:`segmentation_report` gives per-image Dice / IoU with mean and median, pooled Dice /
 IoU, pixel ROC AUC and the normal-image false-positive rate; :func:`evaluate_segmentation`
 adds the same metrics of an all-empty prediction, the baseline every model must beat (on a
-test set of tumor images its Dice is 0; every normal image adds a Dice of 1 to it). The
+test set of tumor images its Dice is 0; every normal image adds a Dice of 1 to it), and
+:func:`dice_by_tumor_size` (small tumors are where a U-Net at a low input size fails). The
 probability maps and masks it scores come from
 :func:`bone_tumor_tf.inference.segmentation.predictions_at_original_resolution`
 (maps brought back through each image's pad/resize geometry, LabelMe polygons rasterised
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 __all__ = [
+    "dice_by_tumor_size",
     "dice_score",
     "empty_prediction_baseline",
     "evaluate_segmentation",
@@ -358,6 +360,7 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
         - ``resolution``: ``"original"``;
         - ``empty_prediction``: :func:`empty_prediction_baseline` of the same images;
         - ``dice_gain_over_empty``: ``dice_mean - empty_prediction.dice_mean``;
+        - ``dice_by_tumor_size``: :func:`dice_by_tumor_size` of the per-image rows;
         - ``per_image``: one dict per image (``image_id``, ``label``, ``height``,
           ``width``, ``dice``, ``iou``, ``true_pixels``, ``predicted_pixels``).
 
@@ -379,7 +382,44 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
         })
     return {"resolution": "original", **report, "empty_prediction": baseline,
             "dice_gain_over_empty": report["dice_mean"] - baseline["dice_mean"],
-            "per_image": per_image}
+            "dice_by_tumor_size": dice_by_tumor_size(per_image), "per_image": per_image}
+
+
+def dice_by_tumor_size(per_image: Sequence[Mapping], n_groups: int = 3) -> list[dict]:
+    """Mean Dice of the tumor images in ``n_groups`` groups by tumor size.
+
+    Tumor images are those with ``true_pixels > 0``; a tumor's size is its share of the
+    image, ``true_pixels / (height * width)`` (so it does not depend on the file's
+    resolution). They are sorted by size (stable) and cut into ``n_groups`` consecutive
+    groups of equal count, the first ones one image larger when the count does not divide
+    (``numpy.array_split``). Normal images are left out.
+
+    Args:
+        per_image: the ``per_image`` rows of :func:`evaluate_segmentation` (``dice``,
+            ``true_pixels``, ``height``, ``width``).
+        n_groups: number of groups (3: thirds, small / medium / large).
+
+    Returns:
+        One dict per non-empty group, smallest tumors first: ``n``, ``area_min`` and
+        ``area_max`` (size range, fractions of the image), ``dice_mean`` and ``missed``
+        (share of the group's images with Dice 0, i.e. no overlap at all). ``[]`` without
+        tumor images.
+    """
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+    tumors = [r for r in per_image if r["true_pixels"] > 0]
+    if not tumors:
+        return []
+    area = np.array([r["true_pixels"] / (r["height"] * r["width"]) for r in tumors], float)
+    dice = np.array([r["dice"] for r in tumors], float)
+    groups = []
+    for index in np.array_split(np.argsort(area, kind="stable"), n_groups):
+        if index.size:
+            groups.append({"n": int(index.size), "area_min": float(area[index].min()),
+                           "area_max": float(area[index].max()),
+                           "dice_mean": float(dice[index].mean()),
+                           "missed": float(np.mean(dice[index] == 0.0))})
+    return groups
 
 
 if __name__ == "__main__":  # the old spelling of ``bone-tumor evaluate --compare``

@@ -92,6 +92,14 @@ def test_segmentation_rows_bootstrap_the_per_image_dice_and_the_normal_flag_rate
     assert 0.0 <= low < np.mean(dice) < high <= 0.9
     assert rows["test Dice, median per tumor image"] == f"{np.median(dice):.3f}"
     assert rows["normal test radiographs given a tumor mask"].startswith("0.400 [")
+    assert not any("tumor size" in name for name in rows)  # no sizes in these rows
+
+    sized = [{"label": "benign", "dice": d, "predicted_pixels": 5, "true_pixels": t,
+              "height": 10, "width": 10} for d, t in zip(dice, (30, 2, 9, 1), strict=True)]
+    rows = dict(real_demo._segmentation_rows({"per_image": sized}))
+    # areas 0.01 (0.0), 0.02 (0.9) | 0.09 (0.5) | 0.30 (0.2)
+    assert rows["test Dice by tumor size, smallest / middle / largest third (missed)"] == (
+        "0.450 (0.500) / 0.500 (0.000) / 0.200 (0.000)")
 
 
 def test_summary_lists_each_command_once_and_points_rows_at_it(tmp_path):

@@ -135,7 +135,7 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
         synthetic: add the synthetic-data warning.
 
     Sections: setting, warning, Model, Table 1 (test metrics at original resolution, model
-    vs empty prediction), Table 2 (figures by split at input resolution), figures.
+    vs empty prediction; then Dice by tumor size when ``metrics`` has it), Table 2 (figures by split at input resolution), figures.
     """
     run_dir = Path(run_dir)
     lines = [
@@ -166,6 +166,15 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
     lines += markdown_table(["Metric", "Model", "Empty prediction"], _metric_rows(metrics))
     gain = metrics.get("dice_gain_over_empty")
     lines += [f"Mean Dice gain over the empty prediction: **{format_number(gain)}**.", ""]
+    by_size = metrics.get("dice_by_tumor_size")
+    if by_size:
+        lines += ["### Dice by tumor size", "",
+                  "Tumor test images in equal-count groups by tumor area (share of the "
+                  "image). Missed: no overlap at all (Dice 0).", ""]
+        lines += markdown_table(
+            ["Tumor area (% of image)", "Images", "Mean Dice", "Missed"],
+            [[f"{100 * g['area_min']:.2f} - {100 * g['area_max']:.2f}", g["n"],
+              format_number(g["dice_mean"]), format_number(g["missed"])] for g in by_size])
     if split_scores:
         lines += ["## Table 2. By split, at the model input resolution", "",
                   "Choose settings on *val*, never on *test*. Normal images marked: the share "
