@@ -36,6 +36,10 @@ def build_parser(prog: str = "bone-tumor diagnose"):
                         help="optional three-class classifier trained with --crop none")
     parser.add_argument("--whole-image-weight", type=float, default=0.5,
                         help="weight w of the whole-image model: (1 - w) chain + w whole")
+    parser.add_argument("--tumor-threshold", type=float, default=None,
+                        help="operating point: report a tumor when P(benign) + P(malignant) "
+                             ">= T, else normal (default: the most probable class); choose it "
+                             "on a validation split, e.g. to bound false alarms on normals")
     parser.add_argument("inputs", nargs="*", help="images, DICOM files or folders")
     parser.add_argument("--data", default=None,
                         help="annotated dataset to evaluate the chain on (instead of inputs)")

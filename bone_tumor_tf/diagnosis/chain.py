@@ -9,10 +9,12 @@
    ``s`` the region's score (mean tumor probability inside it) and ``q`` its class
    probabilities, the evidence is ``e = s * (1 - q_normal)`` and the image's probabilities
    are ``(1 - e, s * q_benign, s * q_malignant)`` (they sum to 1). Without any region
-   the image is ``(1, 0, 0)``. The finding is the most probable class; every region is
-   still reported with its own classification.
+   the image is ``(1, 0, 0)``. Every region is still reported with its own
+   classification.
 4. Optional whole-image model (three classes): the image probabilities become
-   ``(1 - w) * chain + w * whole``.
+   ``(1 - w) * chain + w * whole``. The finding is the most probable class or, with a
+   tumor threshold ``t`` (an operating point), a tumor when ``P(benign) + P(malignant) >=
+   t`` and normal otherwise (:func:`bone_tumor_tf.evaluation.diagnosis.decide`).
 5. Explanation: a class activation map of the crop classifier for each region's predicted
    tumor class, mapped back onto the original radiograph inside the region's crop.
 
@@ -34,6 +36,7 @@ from bone_tumor_tf.diagnosis.regions import (
     Region,
     regions_from_probabilities,
 )
+from bone_tumor_tf.evaluation.diagnosis import decide
 
 CLASSES = ("normal", "benign", "malignant")
 TUMOR_CLASSES = ("benign", "malignant")
@@ -83,16 +86,20 @@ class Diagnosis:
         probability_map: float32 ``(H, W)`` tumor probabilities on the original image.
         chain_probabilities: the chain's own image-level probabilities (before any
             whole-image model was combined).
+        tumor_threshold: the finding's operating point (None: the most probable class).
     """
 
     probabilities: dict[str, float]
     regions: list[RegionFinding]
     probability_map: np.ndarray
     chain_probabilities: dict[str, float] = field(default_factory=dict)
+    tumor_threshold: float | None = None
 
     @property
     def finding(self) -> str:
-        return max(CLASSES, key=lambda c: self.probabilities[c])
+        """``normal``, ``benign`` or ``malignant`` by the rule in the module docstring."""
+        row = np.array([[self.probabilities[c] for c in CLASSES]])
+        return CLASSES[int(decide(row, self.tumor_threshold)[0])]
 
 
 def check_crop_classifier_classes(class_names: Sequence[str], source: str = "classifier"):
@@ -133,7 +140,8 @@ def diagnose_image(original: np.ndarray,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
                    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                    whole_image: Mapping[str, float] | None = None,
-                   whole_image_weight: float = 0.5) -> Diagnosis:
+                   whole_image_weight: float = 0.5,
+                   tumor_threshold: float | None = None) -> Diagnosis:
     """Run the chain on one decoded radiograph.
 
     Args:
@@ -147,6 +155,7 @@ def diagnose_image(original: np.ndarray,
         min_area: minimum region area in ``original``'s pixels.
         explain: optional ``(crops (n, S, S), class indices (n,)) -> heatmaps (n, S, S)``.
         whole_image: optional whole-image model probabilities of this image.
+        tumor_threshold: operating point of the finding (None: the most probable class).
     """
     check_crop_classifier_classes(class_names)
     probability_map = np.asarray(segment(original), np.float32)
@@ -171,4 +180,4 @@ def diagnose_image(original: np.ndarray,
     chain = image_probabilities(findings)
     final = chain if whole_image is None else combine_with_whole_image(
         chain, whole_image, whole_image_weight)
-    return Diagnosis(final, findings, probability_map, chain)
+    return Diagnosis(final, findings, probability_map, chain, tumor_threshold)

@@ -13,6 +13,10 @@ On the images of one split (records with labels and tumor shapes):
   same images, with paired bootstrap intervals of their differences.
 * **Normal images:** the share on which the chain reports a tumor.
 
+The chain's decisions follow its operating point (``tumor_threshold``, see
+:func:`bone_tumor_tf.evaluation.diagnosis.decide`); :func:`choose_operating_point` picks the
+whole-image weight and that threshold on a validation split.
+
 Writes ``diagnosis_metrics.json`` and ``diagnosis_report.md`` beside the chain's outputs.
 """
 
@@ -30,6 +34,7 @@ from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
 from bone_tumor_tf.evaluation.diagnosis import (
+    decide,
     false_tumor_rate,
     image_metrics,
     oracle_advantage_recovered,
@@ -59,6 +64,7 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
                    n_bootstrap: int = 2000, **diagnose_options) -> dict:
     """Run the chain on ``records`` (resumable) and score it; returns the metrics dict."""
     out_dir = Path(out_dir)
+    tumor_threshold = diagnose_options.get("tumor_threshold")
     records = [r for r in records if r.label in CLASSES]
     if not records:
         raise DataError(out_dir, "no normal / benign / malignant image to evaluate")
@@ -85,8 +91,10 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
             detections.append(Detection(record.image_id, label, tuple(region["box"]),
                                         region["score"] * region["probabilities"][label]))
         labels.append(record.label)
-        findings.append(row["finding"])
         chain.append(_probability_row(row["probabilities"]))
+        # From the probabilities, not the stored finding: a resumed folder may hold rows
+        # written at another operating point.
+        findings.append(CLASSES[int(decide(chain[-1], tumor_threshold)[0])])
         oracle_rows.append(oracle_probs[k])
         if "whole_image_probabilities" in row:
             whole.append(_probability_row(row["whole_image_probabilities"]))
@@ -98,13 +106,16 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     if len(whole) == len(labels):
         systems["whole_image"] = np.array(whole)
         pairs += [("whole_image", "oracle"), ("chain", "whole_image")]
-    image_level = {name: image_metrics(y, probs) for name, probs in systems.items()}
+    rules = {"chain": tumor_threshold}  # the oracle and the whole-image model: most probable
+    image_level = {name: image_metrics(y, probs, rules.get(name))
+                   for name, probs in systems.items()}
     metrics = {
         "n_images": len(labels), "n_failed": len(failed), "failed": failed[:50],
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
         "detection": detection_metrics(detections, truth, TUMOR_CLASSES),
         "image_level": image_level,
-        "differences": paired_bootstrap(y, systems, pairs, n_bootstrap=n_bootstrap, seed=seed),
+        "differences": paired_bootstrap(y, systems, pairs, n_bootstrap=n_bootstrap, seed=seed,
+                                        tumor_thresholds=rules),
         "oracle_advantage_recovered": oracle_advantage_recovered(
             image_level["chain"]["balanced_accuracy"],
             image_level["oracle"]["balanced_accuracy"]),
@@ -117,24 +128,34 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     return metrics
 
 
-#: Whole-image weights tried by :func:`choose_whole_image_weight`.
+#: Whole-image weights tried by :func:`choose_operating_point`.
 WHOLE_IMAGE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Tumor thresholds tried by :func:`choose_operating_point` (None: the most probable class).
+TUMOR_THRESHOLDS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def choose_whole_image_weight(rows: Sequence[dict], labels: dict[str, str],
-                              weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS
-                              ) -> tuple[float, dict[float, float]]:
-    """The ``--whole-image-weight`` with the best balanced accuracy on ``rows``.
+def choose_operating_point(rows: Sequence[dict], labels: dict[str, str],
+                           weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS,
+                           tumor_thresholds: Sequence[float | None] = TUMOR_THRESHOLDS,
+                           max_false_tumor_rate: float | None = None) -> dict:
+    """``--whole-image-weight`` and ``--tumor-threshold`` from the chain's validation rows.
 
     Use it on a validation split, never on the test split. ``rows`` are ``diagnoses.jsonl``
     rows written with a whole-image model (``chain_probabilities`` and
     ``whole_image_probabilities``); ``labels`` maps each row's ``file`` to its true class.
-    Rows without both, or without a label, are left out. The image's class is the argmax of
-    ``(1 - w) * chain + w * whole``; ties go to the smaller weight (less reliance on the
-    whole-image model).
+    Rows without both, or without a label, are left out. For each weight ``w`` and
+    threshold ``t`` the image's class is :func:`~bone_tumor_tf.evaluation.diagnosis.decide`
+    of ``(1 - w) * chain + w * whole`` at ``t``. The best balanced accuracy wins among the
+    pairs whose share of normal images called a tumor is at most ``max_false_tumor_rate``
+    (all pairs when None); when no pair meets it, the pair with the fewest false alarms
+    (then the best balanced accuracy) wins. Ties go to the smaller weight (less reliance on
+    the whole-image model), then to the most-probable-class rule, then to the lower
+    threshold.
 
     Returns:
-        ``(weight, {weight: balanced accuracy})``.
+        ``{"whole_image_weight", "tumor_threshold", "balanced_accuracy",
+        "false_tumor_rate", "max_false_tumor_rate", "met", "candidates": [{"weight",
+        "tumor_threshold", "balanced_accuracy", "false_tumor_rate"}, ...]}``.
     """
     usable = [r for r in rows if "whole_image_probabilities" in r and "chain_probabilities" in r
               and labels.get(r["file"]) in CLASSES]
@@ -143,10 +164,47 @@ def choose_whole_image_weight(rows: Sequence[dict], labels: dict[str, str],
     y = np.array([CLASSES.index(labels[r["file"]]) for r in usable])
     chain = np.array([_probability_row(r["chain_probabilities"]) for r in usable])
     whole = np.array([_probability_row(r["whole_image_probabilities"]) for r in usable])
-    scores = {float(w): image_metrics(y, (1.0 - w) * chain + w * whole)["balanced_accuracy"]
-              for w in weights}
-    best = max(sorted(scores), key=lambda w: (scores[w], -w))
-    return best, scores
+    normal = y == 0
+    candidates = []
+    for w in weights:
+        probs = (1.0 - w) * chain + w * whole
+        for t in tumor_thresholds:
+            predicted = decide(probs, t)
+            candidates.append({
+                "weight": float(w), "tumor_threshold": t,
+                "balanced_accuracy": image_metrics(y, probs, t)["balanced_accuracy"],
+                "false_tumor_rate": (float(np.mean(predicted[normal] != 0))
+                                     if normal.any() else None)})
+
+    def order(c):  # larger is better; ties: smaller weight, argmax rule, lower threshold
+        return (c["balanced_accuracy"], -c["weight"], c["tumor_threshold"] is None,
+                -(c["tumor_threshold"] or 0.0))
+
+    cap = max_false_tumor_rate
+    allowed = [c for c in candidates if cap is None or c["false_tumor_rate"] is None
+               or c["false_tumor_rate"] <= cap]
+    if allowed:
+        best = max(allowed, key=order)
+    else:
+        best = max(candidates, key=lambda c: (-c["false_tumor_rate"], *order(c)))
+    return {"whole_image_weight": best["weight"], "tumor_threshold": best["tumor_threshold"],
+            "balanced_accuracy": best["balanced_accuracy"],
+            "false_tumor_rate": best["false_tumor_rate"], "max_false_tumor_rate": cap,
+            "met": bool(allowed), "candidates": candidates}
+
+
+def choose_whole_image_weight(rows: Sequence[dict], labels: dict[str, str],
+                              weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS
+                              ) -> tuple[float, dict[float, float]]:
+    """The best ``--whole-image-weight`` under the most-probable-class rule (no false-alarm
+    cap): :func:`choose_operating_point` with ``tumor_thresholds=(None,)``.
+
+    Returns:
+        ``(weight, {weight: balanced accuracy})``.
+    """
+    choice = choose_operating_point(rows, labels, weights, tumor_thresholds=(None,))
+    return choice["whole_image_weight"], {c["weight"]: c["balanced_accuracy"]
+                                          for c in choice["candidates"]}
 
 
 def render_report(metrics: dict) -> str:
@@ -162,6 +220,11 @@ def render_report(metrics: dict) -> str:
          for cls, m in metrics["detection"]["per_class"].items()])
     lines += [f"mAP50: {format_number(metrics['detection']['map'])}", "",
               "## Image level (normal / benign / malignant)", ""]
+    threshold = (metrics.get("options") or {}).get("tumor_threshold")
+    rule = ("the most probable class" if threshold is None else
+            f"a tumor when P(benign) + P(malignant) >= {threshold:g}, else normal")
+    lines += [f"The chain's decision: {rule}; the other systems: the most probable class.",
+              ""]
     lines += markdown_table(
         ["system", "accuracy", "balanced accuracy", "macro AUC", "recall normal",
          "recall benign", "recall malignant"],

@@ -106,13 +106,15 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
                    whole_image_weight: float = 0.5, cam_method: str = "gradcam++",
-                   cam_layer: str | None = None) -> list[dict]:
+                   cam_layer: str | None = None,
+                   tumor_threshold: float | None = None) -> list[dict]:
     """Run the chain on ``files`` and write the outputs; returns every row (old and new).
 
     Args:
         models: :class:`bone_tumor_tf.diagnosis.models.ChainModels`.
         min_area: minimum region area in the file's own pixels.
         cam_method: ``gradcam``, ``gradcam++`` or ``none`` (no heatmaps).
+        tumor_threshold: operating point of each finding (None: the most probable class).
     """
     out_dir = Path(out_dir)
     (out_dir / "panels").mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,7 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                     models.classifier_size, threshold=models.threshold,
                     min_area=max(1, round(min_area * scale ** 2)), merge_overlap=merge_overlap,
                     explain=explain if explainer is not None else None, whole_image=whole,
-                    whole_image_weight=whole_image_weight)
+                    whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
             except DataError as error:
                 row = {"file": str(path), "error": str(error)}
                 logger.warning("%s", error)

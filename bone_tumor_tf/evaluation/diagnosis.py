@@ -8,6 +8,11 @@ systems on that same resample, so that the image-to-image variation common to bo
 A replicate in which a class is missing has no AUC and is left out of the AUC interval
 (its count is reported).
 
+A system's class decision is the most probable class, or, with a **tumor threshold**
+``t`` (an operating point, e.g. chosen on a validation split to bound the false alarms on
+normal radiographs), a tumor when ``P(benign) + P(malignant) >= t`` (then the more probable
+of the two) and normal otherwise (:func:`decide`). AUCs do not depend on it.
+
 ``oracle_advantage_recovered`` is ``(BA_chain - 1/3) / (BA_oracle - 1/3)``: the share of
 the oracle's advantage over chance (1/3 for three classes) that the chain keeps once it
 has to find the box itself.
@@ -33,16 +38,32 @@ def _macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
                                labels=list(range(len(CLASSES)))))
 
 
-def image_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+def decide(probs: np.ndarray, tumor_threshold: float | None = None) -> np.ndarray:
+    """Class indices into ``CLASSES`` of ``(N, 3)`` probabilities (normal, benign, malignant).
+
+    ``tumor_threshold`` None: the most probable class (ties to the first). Otherwise a
+    tumor when ``P(benign) + P(malignant) >= tumor_threshold``, the more probable of benign
+    and malignant (ties to benign), and normal below it.
+    """
+    probs = np.asarray(probs, np.float64).reshape(-1, len(CLASSES))
+    if tumor_threshold is None:
+        return probs.argmax(1)
+    tumor = probs[:, 1] + probs[:, 2] >= tumor_threshold
+    return np.where(tumor, np.where(probs[:, 2] > probs[:, 1], 2, 1), 0)
+
+
+def image_metrics(y: np.ndarray, probs: np.ndarray, tumor_threshold: float | None = None
+                  ) -> dict:
     """Accuracy, balanced accuracy, per-class recall and macro AUC of ``(N, 3)`` probabilities.
 
     Args:
         y: ``(N,)`` class indices into ``CLASSES``.
         probs: ``(N, 3)`` probabilities in the order of ``CLASSES``.
+        tumor_threshold: the decision rule of :func:`decide` (None: most probable class).
     """
     y = np.asarray(y, int)
     probs = np.asarray(probs, np.float64)
-    predicted = probs.argmax(1)
+    predicted = decide(probs, tumor_threshold)
     recalls = recall_score(y, predicted, labels=[0, 1, 2], average=None, zero_division=0)
     return {"accuracy": float(accuracy_score(y, predicted)),
             "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
@@ -50,15 +71,19 @@ def image_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
             "recall": {c: float(r) for c, r in zip(CLASSES, recalls, strict=True)}}
 
 
-def _scalar_metrics(y, probs) -> np.ndarray:
-    m = image_metrics(y, probs)
+def _scalar_metrics(y, probs, tumor_threshold=None) -> np.ndarray:
+    m = image_metrics(y, probs, tumor_threshold)
     return np.array([m["accuracy"], m["balanced_accuracy"], m["macro_auc"]])
 
 
 def paired_bootstrap(y: np.ndarray, systems: Mapping[str, np.ndarray],
                      pairs: Sequence[tuple[str, str]], n_bootstrap: int = 2000,
-                     seed: int = 0, confidence: float = 0.95) -> dict:
+                     seed: int = 0, confidence: float = 0.95,
+                     tumor_thresholds: Mapping[str, float | None] | None = None) -> dict:
     """Point estimates and paired bootstrap intervals of ``a - b`` for each pair.
+
+    ``tumor_thresholds``: each system's decision rule (:func:`decide`; absent: the most
+    probable class).
 
     Returns:
         ``{"a - b": {metric: {"estimate", "low", "high", "replicates"}}}`` for the metrics
@@ -68,9 +93,10 @@ def paired_bootstrap(y: np.ndarray, systems: Mapping[str, np.ndarray],
     names = ("accuracy", "balanced_accuracy", "macro_auc")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(y), size=(n_bootstrap, len(y)))
-    point = {name: _scalar_metrics(y, probs) for name, probs in systems.items()}
-    replicates = {name: np.array([_scalar_metrics(y[idx], np.asarray(probs)[idx])
-                                  for idx in draws])
+    rule = dict(tumor_thresholds or {})
+    point = {name: _scalar_metrics(y, probs, rule.get(name)) for name, probs in systems.items()}
+    replicates = {name: np.array([_scalar_metrics(y[idx], np.asarray(probs)[idx],
+                                                  rule.get(name)) for idx in draws])
                   for name, probs in systems.items() if any(name in p for p in pairs)}
     alpha = (1.0 - confidence) / 2.0
     out = {}

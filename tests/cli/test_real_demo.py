@@ -129,7 +129,7 @@ def test_summary_lists_each_command_once_and_points_rows_at_it(tmp_path):
     assert any("| malignant F1 | 0.250 |" in row for row in rows)
     assert "1. `bone-tumor train --crop gt-box`" in lines
     assert any("Random initialisation" in line for line in lines)
-    assert any("whole-image weight: 0.25" in line for line in lines)
+    assert any("whole-image weight 0.25, tumor threshold None" in line for line in lines)
 
 
 def test_demo_with_a_missing_data_folder_is_one_line_error(tmp_path, capsys):

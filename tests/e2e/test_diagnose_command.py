@@ -130,3 +130,26 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
     assert rate["rate"] == pytest.approx(np.mean(flags))
     report = (out / "diagnosis_report.md").read_text()
     assert "mAP50" in report and "chain - oracle" in report
+
+    # An operating point on the same folder: the rows are reused (nothing is diagnosed
+    # again) and the decisions recomputed from their probabilities at the new threshold.
+    from sklearn.metrics import balanced_accuracy_score
+
+    assert main([*argv, "--tumor-threshold", "0.6"]) == 0
+    again = json.loads((out / "diagnosis_metrics.json").read_text())
+    assert len((out / "diagnoses.jsonl").read_text().splitlines()) == len(rows)
+    tumor = {r["file"]: r["probabilities"]["benign"] + r["probabilities"]["malignant"]
+             for r in rows}
+    flags = [tumor[f] >= 0.6 for f in tumor if labels[f] == "normal"]
+    assert again["normal_false_tumor_rate"]["rate"] == pytest.approx(np.mean(flags))
+    truth = [NAMES.index(labels[r["file"]]) for r in rows]
+    decided = [0 if tumor[r["file"]] < 0.6 else
+               (2 if r["probabilities"]["malignant"] > r["probabilities"]["benign"] else 1)
+               for r in rows]
+    # the threshold changes some decisions here, so a rule that ignored it would fail
+    assert any(d != NAMES.index(r["finding"]) for d, r in zip(decided, rows, strict=True))
+    assert again["image_level"]["chain"]["balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(truth, decided))
+    assert again["image_level"]["oracle"] == metrics["image_level"]["oracle"]
+    assert ">= 0.6" in (out / "diagnosis_report.md").read_text()
+    assert main([*argv, "--tumor-threshold", "1.5"]) == 2
