@@ -109,7 +109,8 @@ def load_run_data(options, run_dir: Path, resuming: bool, with_masks: bool = Fal
         run_dir: the run folder; ``splits.csv`` and ``bad_files.txt`` are written there.
         resuming: re-use the run's ``splits.csv`` when there is one.
         with_masks: also rasterise the tumor masks (segmentation).
-        records_filter: keep only the records it accepts (before splitting).
+        records_filter: keep only the records it accepts (after splitting the whole
+            dataset, so the split of an image does not depend on the filter).
 
     Returns:
         ``(dataset, splits DataFrame, PreparedImages, data_dir, synthetic)``; the splits
@@ -128,16 +129,22 @@ def load_run_data(options, run_dir: Path, resuming: bool, with_masks: bool = Fal
     problems = []
     if isinstance(dataset, BTXRDDataset):
         problems = [p for p in sheet_problems(dataset) if p.severity == "error"]
-    if records_filter is not None:
-        records = [r for r in records if records_filter(r)]
     splits_path = run_dir / "splits.csv"
     if resuming and splits_path.is_file():
         splits = load_splits(splits_path)
         known = {r.image_id: r for r in records}
         records = [known[i] for i in splits["image_id"] if i in known]
     else:
+        # Split the whole dataset, then filter: every run with the same seed and split kind
+        # puts an image on the same side, whatever subset it trains on (a U-Net on tumor
+        # images and a classifier on all images share their test images, so the diagnosis
+        # chain is tested on images none of its models saw).
         splits = make_splits(records, by=options.split_by, seed=options.seed,
                              holdout_center=options.holdout_center)
+    if records_filter is not None:
+        records = [r for r in records if records_filter(r)]
+        kept = {r.image_id for r in records}
+        splits = splits[splits["image_id"].isin(kept)].reset_index(drop=True)
     prepared = prepare_images(records, options.image_size, crop_mode=options.crop,
                               seed=options.seed, with_masks=with_masks,
                               cache_dir=options.cache_dir, progress=True)

@@ -141,3 +141,37 @@ def test_both_dataset_kinds_satisfy_the_dataset_protocol(synthetic_btxrd, tmp_pa
     with pytest.raises(DataError, match="class-per-folder set: use --crop none"):
         load_run_data(options, tmp_path / "run", resuming=False)
 
+
+
+def test_a_filtered_run_keeps_each_image_on_the_side_of_the_whole_dataset_split(
+        synthetic_btxrd, tmp_path):
+    """A U-Net on tumor images and a classifier on all images (same seed and split kind)
+    put every shared image on the same side: the chain's test images are new to both."""
+    from bone_tumor_tf.data.dataset import load_run_data
+    from bone_tumor_tf.training.segmentation import wants_record
+
+    sides = {}
+    for name, keep in (("all", None), ("tumor", lambda r: wants_record(r, False))):
+        options = SegmentationOptions(data=str(synthetic_btxrd), out=str(tmp_path / name),
+                                      image_size=32)
+        _, splits, prepared, _, _ = load_run_data(options, tmp_path / name, resuming=False,
+                                                  records_filter=keep)
+        assert list(splits["image_id"]) == [r.image_id for r in prepared.records]
+        sides[name] = dict(zip(splits["image_id"], splits["split"], strict=True))
+    tumor_ids = {i for i, label in zip(*_labels(synthetic_btxrd), strict=True)
+                 if label != "normal"}
+    assert set(sides["tumor"]) == tumor_ids
+    assert all(sides["tumor"][i] == sides["all"][i] for i in tumor_ids)
+    assert {sides["tumor"][i] for i in tumor_ids} == {"train", "val", "test"}
+    # the run's splits.csv holds the filtered rows, so a resumed run reads the same sides
+    from bone_tumor_tf.data.splits import load_splits
+
+    saved = load_splits(tmp_path / "tumor" / "splits.csv")
+    assert dict(zip(saved["image_id"], saved["split"], strict=True)) == sides["tumor"]
+
+
+def _labels(root):
+    from bone_tumor_tf.data import load_dataset
+
+    records = load_dataset(root).records
+    return [r.image_id for r in records], [r.label for r in records]
