@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bone_tumor_tf.cli._runner import EXIT_NO, EXIT_OK, command_parser, run_command
+from bone_tumor_tf.diagnosis.chain import DEFAULT_WHOLE_IMAGE_WEIGHT
 
 EXAMPLES = """examples:
   bone-tumor diagnose --segmenter runs/attention-unet/model.keras \\
@@ -34,7 +35,7 @@ def build_parser(prog: str = "bone-tumor diagnose"):
                         help="three-class classifier trained with --crop gt-box")
     parser.add_argument("--whole-image", default=None,
                         help="optional three-class classifier trained with --crop none")
-    parser.add_argument("--whole-image-weight", type=float, default=0.5,
+    parser.add_argument("--whole-image-weight", type=float, default=DEFAULT_WHOLE_IMAGE_WEIGHT,
                         help="weight w of the whole-image model: (1 - w) chain + w whole")
     parser.add_argument("--tumor-threshold", type=float, default=None,
                         help="operating point: report a tumor when P(benign) + P(malignant) "

@@ -40,6 +40,8 @@ from bone_tumor_tf.evaluation.diagnosis import decide
 
 CLASSES = ("normal", "benign", "malignant")
 TUMOR_CLASSES = ("benign", "malignant")
+#: Weight of the whole-image model in the image probabilities, unless chosen otherwise.
+DEFAULT_WHOLE_IMAGE_WEIGHT = 0.5
 
 
 @dataclass
@@ -140,7 +142,7 @@ def diagnose_image(original: np.ndarray,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
                    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                    whole_image: Mapping[str, float] | None = None,
-                   whole_image_weight: float = 0.5,
+                   whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT,
                    tumor_threshold: float | None = None) -> Diagnosis:
     """Run the chain on one decoded radiograph.
 

@@ -29,7 +29,12 @@ import numpy as np
 
 from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.prepare import prepare_images
-from bone_tumor_tf.diagnosis.chain import CLASSES, TUMOR_CLASSES
+from bone_tumor_tf.diagnosis.chain import (
+    CLASSES,
+    DEFAULT_WHOLE_IMAGE_WEIGHT,
+    TUMOR_CLASSES,
+    combine_with_whole_image,
+)
 from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
@@ -65,6 +70,7 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     """Run the chain on ``records`` (resumable) and score it; returns the metrics dict."""
     out_dir = Path(out_dir)
     tumor_threshold = diagnose_options.get("tumor_threshold")
+    weight = diagnose_options.get("whole_image_weight", DEFAULT_WHOLE_IMAGE_WEIGHT)
     records = [r for r in records if r.label in CLASSES]
     if not records:
         raise DataError(out_dir, "no normal / benign / malignant image to evaluate")
@@ -91,9 +97,13 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
             detections.append(Detection(record.image_id, label, tuple(region["box"]),
                                         region["score"] * region["probabilities"][label]))
         labels.append(record.label)
-        chain.append(_probability_row(row["probabilities"]))
-        # From the probabilities, not the stored finding: a resumed folder may hold rows
-        # written at another operating point.
+        # From the two models' probabilities, not the stored ones and finding: a resumed
+        # folder may hold rows written at another weight or operating point.
+        probabilities = row["probabilities"]
+        if "whole_image_probabilities" in row:
+            probabilities = combine_with_whole_image(
+                row["chain_probabilities"], row["whole_image_probabilities"], weight)
+        chain.append(_probability_row(probabilities))
         findings.append(CLASSES[int(decide(chain[-1], tumor_threshold)[0])])
         oracle_rows.append(oracle_probs[k])
         if "whole_image_probabilities" in row:
@@ -191,20 +201,6 @@ def choose_operating_point(rows: Sequence[dict], labels: dict[str, str],
             "balanced_accuracy": best["balanced_accuracy"],
             "false_tumor_rate": best["false_tumor_rate"], "max_false_tumor_rate": cap,
             "met": bool(allowed), "candidates": candidates}
-
-
-def choose_whole_image_weight(rows: Sequence[dict], labels: dict[str, str],
-                              weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS
-                              ) -> tuple[float, dict[float, float]]:
-    """The best ``--whole-image-weight`` under the most-probable-class rule (no false-alarm
-    cap): :func:`choose_operating_point` with ``tumor_thresholds=(None,)``.
-
-    Returns:
-        ``(weight, {weight: balanced accuracy})``.
-    """
-    choice = choose_operating_point(rows, labels, weights, tumor_thresholds=(None,))
-    return choice["whole_image_weight"], {c["weight"]: c["balanced_accuracy"]
-                                          for c in choice["candidates"]}
 
 
 def render_report(metrics: dict) -> str:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from bone_tumor_tf.data.images import read_image_with_scale
-from bone_tumor_tf.diagnosis.chain import Diagnosis, diagnose_image
+from bone_tumor_tf.diagnosis.chain import DEFAULT_WHOLE_IMAGE_WEIGHT, Diagnosis, diagnose_image
 from bone_tumor_tf.diagnosis.page import write_index
 from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_AREA
 from bone_tumor_tf.errors import DataError
@@ -105,7 +105,7 @@ def _case(row: dict, out_dir: Path) -> dict:
 def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
-                   whole_image_weight: float = 0.5, cam_method: str = "gradcam++",
+                   whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT, cam_method: str = "gradcam++",
                    cam_layer: str | None = None,
                    tumor_threshold: float | None = None) -> list[dict]:
     """Run the chain on ``files`` and write the outputs; returns every row (old and new).

@@ -1,10 +1,18 @@
-"""Choosing ``--whole-image-weight`` from validation rows of the diagnosis chain."""
+"""Choosing ``--whole-image-weight`` from validation rows of the diagnosis chain (the
+most-probable-class rule of :func:`choose_operating_point`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bone_tumor_tf.diagnosis.evaluate import choose_whole_image_weight
+from bone_tumor_tf.diagnosis.evaluate import choose_operating_point
+
+
+def choose_whole_image_weight(rows, labels):
+    """The weight under the most-probable-class rule, and each weight's balanced accuracy."""
+    choice = choose_operating_point(rows, labels, tumor_thresholds=(None,))
+    return choice["whole_image_weight"], {c["weight"]: c["balanced_accuracy"]
+                                          for c in choice["candidates"]}
 
 
 def _row(name, chain, whole):

@@ -153,3 +153,11 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
     assert again["image_level"]["oracle"] == metrics["image_level"]["oracle"]
     assert ">= 0.6" in (out / "diagnosis_report.md").read_text()
     assert main([*argv, "--tumor-threshold", "1.5"]) == 2
+    # ... and at another whole-image weight: with weight 1 the chain is the whole-image model
+    assert main([*argv, "--whole-image-weight", "1.0"]) == 0
+    whole_only = json.loads((out / "diagnosis_metrics.json").read_text())
+    chain, whole = (whole_only["image_level"][k] for k in ("chain", "whole_image"))
+    for key in ("accuracy", "balanced_accuracy", "macro_auc"):
+        assert chain[key] == pytest.approx(whole[key])
+    assert chain["recall"] == pytest.approx(whole["recall"])
+    assert chain["macro_auc"] != pytest.approx(again["image_level"]["chain"]["macro_auc"])
