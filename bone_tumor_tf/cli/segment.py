@@ -71,7 +71,7 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
                                "docs/real-data-decisions.md)")
     comparison = p.add_argument_group("comparison")
     comparison.add_argument("--compare", action="append", default=[], metavar="RUN",
-                                     help="finished run folder to compare with in OUT/comparison.md "
+                            help="finished run folder to compare with in OUT/comparison.md "
                                  "(e.g. the U-Net run when training the Attention U-Net; "
                                  "repeatable)")
     return p

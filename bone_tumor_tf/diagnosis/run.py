@@ -105,8 +105,8 @@ def _case(row: dict, out_dir: Path) -> dict:
 def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
-                   whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT, cam_method: str = "gradcam++",
-                   cam_layer: str | None = None,
+                   whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT,
+                   cam_method: str = "gradcam++", cam_layer: str | None = None,
                    tumor_threshold: float | None = None) -> list[dict]:
     """Run the chain on ``files`` and write the outputs; returns every row (old and new).
 

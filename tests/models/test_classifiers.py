@@ -306,7 +306,8 @@ def test_saved_classifier_of_an_earlier_run_initialises_the_backbone(built, tmp_
         build_classifier("densenet121", image_size=SIZE, weights=str(path))
     foreign = tmp_path / "foreign.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(foreign)
-    with pytest.raises(ModelConfigError, match="not a classifier or encoder U-Net saved by bone_tumor_tf"):
+    with pytest.raises(ModelConfigError,
+                       match="not a classifier or encoder U-Net saved by bone_tumor_tf"):
         build_classifier("resnet50", image_size=SIZE, weights=str(foreign))
 
 

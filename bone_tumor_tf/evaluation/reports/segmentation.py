@@ -135,7 +135,8 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
         synthetic: add the synthetic-data warning.
 
     Sections: setting, warning, Model, Table 1 (test metrics at original resolution, model
-    vs empty prediction; then Dice by tumor size when ``metrics`` has it), Table 2 (figures by split at input resolution), figures.
+    vs empty prediction; then Dice by tumor size when ``metrics`` has it), Table 2
+    (figures by split at input resolution), figures.
     """
     run_dir = Path(run_dir)
     lines = [
