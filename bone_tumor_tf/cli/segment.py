@@ -48,6 +48,12 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
     model.add_argument("--encoder", choices=ENCODERS, default=defaults.encoder)
     model.add_argument("--encoder-weights", default=defaults.encoder_weights,
                        help="none | imagenet (from the local Keras cache) | PATH (with --encoder)")
+    model.add_argument("--init-from", default=None, metavar="RUN",
+                       help="start from the weights of an earlier segmentation run (its folder "
+                            "or model.keras; same --arch, --encoder, --base-filters and "
+                            "--depth; the input size may differ): fine-tuning, e.g. a "
+                            "tumor-only U-Net trained on with --include-normals, or a 128-px "
+                            "U-Net at 256 px")
     model.add_argument("--base-filters", type=int, default=defaults.base_filters)
     model.add_argument("--depth", type=int, default=defaults.depth, help="down-sampling levels")
     model.add_argument("--bn-momentum", type=float, default=defaults.bn_momentum,
@@ -83,7 +89,8 @@ def options_from_args(args: argparse.Namespace) -> SegmentationOptions:
         **training_fields(args), encoder=args.encoder, encoder_weights=args.encoder_weights,
         base_filters=args.base_filters, depth=args.depth, bn_momentum=args.bn_momentum,
         alpha=args.alpha, dice_on=args.dice_on, threshold=args.threshold,
-        choose_threshold=args.choose_threshold, include_normals=args.include_normals)
+        choose_threshold=args.choose_threshold, include_normals=args.include_normals,
+        init_from=args.init_from)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from bone_tumor_tf.errors import BoneTumorError
@@ -194,6 +195,17 @@ class SegmentationOptions(TrainingOptions):
     threshold: float = 0.5
     choose_threshold: bool = True
     include_normals: bool = False
+    #: An earlier segmentation run (its folder or ``model.keras``) whose weights start this
+    #: one (fine-tuning: e.g. a tumor-only U-Net trained on with normals, or a 128-px one
+    #: at 256 px); ``None``: random initialisation (or ``encoder_weights``).
+    init_from: str | None = None
+
+    def init_model_path(self) -> Path | None:
+        """The ``model.keras`` that ``init_from`` names (a run folder or the file itself)."""
+        if self.init_from is None:
+            return None
+        path = Path(self.init_from).expanduser()
+        return path / "model.keras" if path.is_dir() else path
 
     def validate(self) -> None:
         if self.crop != "none":  # before the shared checks: the message says why
@@ -217,3 +229,10 @@ class SegmentationOptions(TrainingOptions):
                  f"--threshold must be in (0, 1), got {self.threshold}")
         _require(0.0 < self.bn_momentum < 1.0,
                  f"--bn-momentum must be in (0, 1), got {self.bn_momentum}")
+        if self.init_from is not None:
+            _require(str(self.encoder_weights).lower() == "none",
+                     "--init-from and --encoder-weights both set the starting weights; "
+                     "give one")
+            path = self.init_model_path()
+            _require(path.is_file(), f"--init-from {self.init_from}: {path} not found (give "
+                                     "a finished segmentation run folder or its model.keras)")

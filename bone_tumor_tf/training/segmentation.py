@@ -12,7 +12,9 @@ classification one (grouped by patient, stratified by label; saved as ``splits.c
 
 Model: :func:`bone_tumor_tf.models.unet.build_unet`, the U-Net of Ronneberger et al.
 (MICCAI 2015, arXiv:1505.04597) or, by default, the Attention U-Net of Oktay et al.
-(MIDL 2018, arXiv:1804.03999), optionally on a ResNet50 / DenseNet121 encoder.
+(MIDL 2018, arXiv:1804.03999), optionally on a ResNet50 / DenseNet121 encoder; with
+``init_from`` it starts from the weights of an earlier segmentation run
+(:func:`load_initial_weights`).
 
 Training: one phase (``"train"``) with Adam, :class:`~bone_tumor_tf.models.losses.BCEDiceLoss`
 ``alpha * BCE + (1 - alpha) * (1 - soft Dice)`` (per image) and
@@ -46,7 +48,7 @@ import numpy as np
 
 from bone_tumor_tf.data.dataset import load_run_data
 from bone_tumor_tf.data.pipeline import make_segmentation_dataset
-from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.errors import BoneTumorError, DataError, ModelConfigError, ModelFileError
 from bone_tumor_tf.evaluation.plots import plot_segmentation_curves
 from bone_tumor_tf.evaluation.reports.segmentation import (
     ARCH_NAMES,
@@ -62,10 +64,12 @@ from bone_tumor_tf.inference.segmentation import (
     predictions_at_original_resolution,
 )
 from bone_tumor_tf.io import atomic_write_json
-from bone_tumor_tf.models.contract import update_contract
+from bone_tumor_tf.models.contract import is_segmentation_model, update_contract
+from bone_tumor_tf.models.loading import load_model
 from bone_tumor_tf.models.losses import BCEDiceLoss
 from bone_tumor_tf.models.metrics import BestThresholdDice, DiceCoefficient
 from bone_tumor_tf.models.unet import build_unet
+from bone_tumor_tf.models.weights import copy_weights_by_name, weighted_layer_names
 from bone_tumor_tf.training import runs
 from bone_tumor_tf.training.lifecycle import Phase, RunData, Trainer, run_training
 from bone_tumor_tf.training.options import SPLIT_DESCRIPTIONS, SegmentationOptions
@@ -147,6 +151,8 @@ def build_model(options: SegmentationOptions):
                            dropout=options.dropout)
     except ValueError as error:
         raise BoneTumorError(f"cannot build {options.arch}: {error}") from None
+    if options.init_from is not None:
+        load_initial_weights(model, options.init_model_path())
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = options.bn_momentum
@@ -156,6 +162,41 @@ def build_model(options: SegmentationOptions):
                   metrics=[BestThresholdDice(THRESHOLD_CANDIDATES) if options.choose_threshold
                            else DiceCoefficient(threshold=options.threshold)])
     return model
+
+
+def load_initial_weights(model, path: Path) -> list[str]:
+    """Start ``model`` from the weights of an earlier segmentation run (fine-tuning).
+
+    Every weighted layer of the saved U-Net is copied by name; the two must have the same
+    layers with the same weight shapes (same ``arch``, ``encoder``, ``base_filters`` and
+    ``depth``). The input size may differ: a U-Net is fully convolutional, so a model
+    trained at 128 px can start a 256-px run.
+
+    Returns:
+        The copied layer names.
+
+    Raises:
+        ModelFileError: the file is missing or cannot be loaded.
+        ModelConfigError: not a segmentation model, or its layers differ from ``model``'s.
+    """
+    source = load_model(path)
+    if not is_segmentation_model(source):
+        raise ModelConfigError(f"{path}: not a segmentation model; --init-from takes a U-Net "
+                               "run of this toolkit (a classifier starts a classifier through "
+                               "train --weights)")
+    names = weighted_layer_names(source)
+    differing = sorted(set(names) ^ set(weighted_layer_names(model)))
+    hint = "train with the same --arch, --encoder, --base-filters and --depth"
+    if differing:
+        raise ModelConfigError(f"{path}: its layers differ from the U-Net being built "
+                               f"({', '.join(differing[:3])}{', ...' if len(differing) > 3 else ''}"
+                               f"); {hint}")
+    try:
+        copy_weights_by_name(source, model, names)
+    except ModelFileError as error:
+        raise ModelConfigError(f"{path}: {error}; {hint}") from None
+    logger.info("started from the weights of %s (%d layers)", path, len(names))
+    return names
 
 
 class SegmentationTrainer(Trainer):
@@ -342,6 +383,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
         logger.warning("%s: %s", run_dir, warning)
     metrics["run"] = {"arch": options.arch, "encoder": options.encoder,
                       "encoder_weights": options.encoder_weights,
+                      "init_from": options.init_from,
                       "image_size": options.image_size, "base_filters": options.base_filters,
                       "depth": options.depth, "parameters": int(model.count_params()),
                       "include_normals": options.include_normals,
@@ -367,6 +409,7 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SegmentationSplit],
         split_kind=SPLIT_DESCRIPTIONS[options.split_by],
         model_info={"architecture": arch_name, "encoder": options.encoder,
                     "encoder weights": options.encoder_weights,
+                    "started from": options.init_from or "random initialisation",
                     "input": f"{options.image_size} px gray",
                     "base filters / depth": f"{options.base_filters} / {options.depth}",
                     "parameters": f"{model.count_params():,}",

@@ -374,3 +374,59 @@ def test_class_folder_data_is_refused(tmp_path):
     root = generate_folders(tmp_path / "folders", n=8, size=(64, 80))
     with pytest.raises(DataError, match="no tumor images with LabelMe annotations"):
         train_segmentation(_options(root, tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def test_a_run_started_from_an_earlier_run_begins_with_its_weights(attention_run,
+                                                                    synthetic_btxrd, tmp_path):
+    """--init-from: with 0 epochs the new run's model is the earlier one, at another size."""
+    source_dir, _ = attention_run
+    options = _options(synthetic_btxrd, tmp_path / "tuned", epochs=0, image_size=64,
+                       init_from=str(source_dir))
+    run_dir = train_segmentation(options)
+    source, tuned = load_model(source_dir / "model.keras"), load_model(run_dir / "model.keras")
+    assert tuned.input_shape[1:3] == (64, 64)
+    for layer in source.layers:
+        for expected, found in zip(layer.get_weights(), tuned.get_layer(layer.name).get_weights(),
+                                   strict=True):
+            np.testing.assert_array_equal(found, expected)
+    # fully convolutional: on a 64-px input both compute the same map
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 1)).astype("float32")
+    np.testing.assert_allclose(tuned.predict(x, verbose=0),
+                               _at_size(source, 64).predict(x, verbose=0), atol=1e-5)
+    assert json.loads((run_dir / "metrics.json").read_text())["run"]["init_from"] == str(
+        source_dir)
+    assert f"| started from | {source_dir} |" in (run_dir / "report.md").read_text()
+
+
+def _at_size(model, size):
+    """``model``'s layers and weights on a ``size`` x ``size`` input."""
+    rebuilt = build_model(SegmentationOptions(data="demo", out="unused", **{
+        **TINY, "image_size": size}))
+    for layer in model.layers:
+        if layer.weights:
+            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
+    return rebuilt
+
+
+def test_init_from_refuses_other_models_in_one_line(attention_run, resumed_unet_run,
+                                                    synthetic_btxrd, tmp_path):
+    attention_dir, unet_dir = attention_run[0], resumed_unet_run[0]
+    classifier = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Flatten(name="f"),
+                                   keras.layers.Dense(3, name="head")])
+    classifier.save(tmp_path / "classifier.keras")
+    cases = [(dict(init_from=str(unet_dir)), "layers differ"),  # U-Net into Attention U-Net
+             (dict(init_from=str(attention_dir), base_filters=8), "expects weight shapes"),
+             (dict(init_from=str(tmp_path / "classifier.keras")), "not a segmentation model")]
+    for overrides, message in cases:
+        with pytest.raises(BoneTumorError, match=message) as info:
+            build_model(_options(synthetic_btxrd, tmp_path / "x", **overrides))
+        assert "\n" not in str(info.value)
+    with pytest.raises(BoneTumorError, match="not found") as info:
+        _options(synthetic_btxrd, tmp_path / "x", init_from=str(tmp_path / "nothing"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(BoneTumorError, match="give one"):
+        _options(synthetic_btxrd, tmp_path / "x", init_from=str(attention_dir),
+                 encoder="resnet50", encoder_weights="imagenet", depth=4)
