@@ -1,4 +1,4 @@
-"""``bone-tumor evaluate``: re-evaluate a saved classifier; compare segmentation runs."""
+"""``bone-tumor evaluate``: re-evaluate a saved classifier or U-Net; compare segmentation runs."""
 
 from __future__ import annotations
 
@@ -11,21 +11,25 @@ from bone_tumor_tf.errors import BoneTumorError
 EXAMPLES = """examples:
   bone-tumor evaluate --model runs/densenet/model.keras --data /data/BTXRD --split test
   bone-tumor evaluate --model runs/densenet/model.keras --data /data/other --split all
+  bone-tumor evaluate --model runs/unet/model.keras --data /data/BTXRD --split val \
+      --splits runs/densenet/splits.csv
   bone-tumor evaluate --compare runs/unet runs/attention-unet --out comparison.md
 
 --model: the split comes from --splits CSV, else the splits.csv beside the model (the run's
 own split), else the whole dataset (--split all). Images are prepared exactly as the
 model's contract says (input size, crop mode). Writes metrics.json, the plots and
-report.md to --out (default RUN/eval-<split>).
+report.md to --out (default RUN/eval-<split>). A U-Net is scored at the original resolution
+on the split's tumor images and normal radiographs (a tumor-only U-Net's splits.csv has no
+normals: give a classifier run's splits.csv, the same split, to count the normals marked).
 --compare: one Markdown table of finished segmentation runs (e.g. U-Net vs Attention
 U-Net) read from their metrics.json (default --out: comparison.md in the first run)."""
 
 
 def build_parser(prog: str = "bone-tumor evaluate"):
-    parser = command_parser(prog, "Re-evaluate a saved classifier on a dataset split, or "
+    parser = command_parser(prog, "Re-evaluate a saved classifier or U-Net on a dataset split, or "
                                   "compare finished segmentation runs.", EXAMPLES)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="RUN/model.keras (a classifier)")
+    what.add_argument("--model", help="RUN/model.keras (a classifier or a U-Net)")
     what.add_argument("--compare", nargs="+", action="extend", metavar="RUN",
                       help="segmentation run folders to compare (repeatable)")
     parser.add_argument("--data", help="dataset folder or 'demo' (with --model)")

@@ -430,3 +430,28 @@ def test_init_from_refuses_other_models_in_one_line(attention_run, resumed_unet_
     with pytest.raises(BoneTumorError, match="give one"):
         _options(synthetic_btxrd, tmp_path / "x", init_from=str(attention_dir),
                  encoder="resnet50", encoder_weights="imagenet", depth=4)
+
+
+def test_evaluate_scores_a_unet_on_any_split_as_its_run_scores_test(attention_run,
+                                                                      synthetic_btxrd, tmp_path):
+    """bone-tumor evaluate --model UNET: the run's own test figures again, and val likewise."""
+    run_dir, _ = attention_run
+    run_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluate_main(["--model", str(run_dir / "model.keras"), "--data",
+                          str(synthetic_btxrd), "--split", "test", "--out",
+                          str(tmp_path / "test")]) == 0
+    again = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    for key in ("n_images", "n_tumor", "n_normal", "threshold", "dice_mean", "tumor_dice_mean",
+                "normal_fp_image_rate", "dice_pooled", "pixel_auc"):
+        assert again[key] == pytest.approx(run_metrics[key]), key
+    assert evaluate_main(["--model", str(run_dir / "model.keras"), "--data",
+                          str(synthetic_btxrd), "--split", "val", "--out",
+                          str(tmp_path / "val")]) == 0
+    val = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    splits = pd.read_csv(run_dir / "splits.csv")
+    assert val["split"] == "val" and val["n_images"] == (splits["split"] == "val").sum()
+    val_rows = splits[splits["split"] == "val"]
+    assert val["n_normal"] == (val_rows["label"] == "normal").sum() > 0
+    report = (tmp_path / "val" / "report.md").read_text()
+    assert "**Val images:**" in report and "Val-set segmentation" in report
+    assert (tmp_path / "val" / "overlay_best.png").is_file()

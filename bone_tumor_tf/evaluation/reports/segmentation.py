@@ -116,7 +116,7 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
                               data_source: str, split_kind: str, model_info: Mapping,
                               split_scores: Mapping | None = None,
                               figures: Mapping[str, str | Path] | None = None,
-                              synthetic: bool = False) -> Path:
+                              synthetic: bool = False, split: str = "test") -> Path:
     """Write ``<run_dir>/report.md`` (atomically) for one segmentation run; returns its path.
 
     Args:
@@ -133,6 +133,7 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
             and to choose settings on the validation split.
         figures: caption -> PNG path, embedded in order.
         synthetic: add the synthetic-data warning.
+        split: the split ``metrics`` scores (``test`` for a training run).
 
     Sections: setting, warning, Model, Table 1 (test metrics at original resolution, model
     vs empty prediction; then Dice by tumor size when ``metrics`` has it), Table 2
@@ -145,7 +146,7 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
         f"- **Split kind:** {split_kind}",
         "- **Input:** whole radiograph, aspect-preserving scale and zero pad to a square "
         "(crop mode none)",
-        f"- **Test images:** {metrics['n_images']} ({metrics['n_tumor']} tumor, "
+        f"- **{split.capitalize()} images:** {metrics['n_images']} ({metrics['n_tumor']} tumor, "
         f"{metrics['n_normal']} normal)",
         f"- **Evaluation:** at each image's original resolution; probability maps mapped back "
         f"through the pad/resize geometry (bilinear) and thresholded at "
@@ -160,7 +161,8 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
     lines += ["## Model", ""]
     lines += markdown_table(["Setting", "Value"], [[k, v] for k, v in model_info.items()],
                             numeric=False)
-    lines += ["## Table 1. Test-set segmentation at the original resolution", "",
+    lines += [f"## Table 1. {split.capitalize()}-set segmentation at the original resolution",
+              "",
               "Per-image scores count a normal image as 1 when nothing is predicted on it and 0 "
               "otherwise. *Empty prediction* is the trivial model that never marks a pixel: "
               "the model is only useful where it beats that column.", ""]
@@ -170,7 +172,7 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
     by_size = metrics.get("dice_by_tumor_size")
     if by_size:
         lines += ["### Dice by tumor size", "",
-                  "Tumor test images in equal-count groups by tumor area (share of the "
+                  f"Tumor {split} images in equal-count groups by tumor area (share of the "
                   "image). Missed: no overlap at all (Dice 0).", ""]
         lines += markdown_table(
             ["Tumor area (% of image)", "Images", "Mean Dice", "Missed"],
