@@ -162,3 +162,34 @@ def test_an_interrupted_demo_still_writes_its_summary(synthetic_btxrd, tmp_path,
     assert "SYNTHETIC" in summary and "- nothing yet" in summary
     assert "1. `bone-tumor train --data" in summary  # the step that was running
     assert json.loads((tmp_path / "out" / "choices.json").read_text()) == {}
+
+
+def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
+    """The second U-Net starts from the tumor-only one and is the chain's segmenter."""
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
+    names = ("densenet121-3class-gt-box", "attention-unet", "attention-unet-normals",
+             "densenet121-3class-whole-image", "gradcam-test", "diagnosis-test",
+             "resnet50-tumor-vs-normal-whole-image")
+    runs = {name: demo.out / name for name in names}
+    for name in names:  # every step done: the demo resumes past all of them
+        for done in ("metrics.json", "cam_metrics.json", "diagnosis_metrics.json"):
+            _write(runs[name] / done, {})
+    segmenters = []
+    monkeypatch.setattr(real_demo, "choose_cam", lambda demo, whole: {
+        "method": "gradcam", "layer": None})
+    monkeypatch.setattr(real_demo, "choose_point", lambda demo, unet, crops, whole: (
+        segmenters.append(unet) or {"whole_image_weight": 0.5, "tumor_threshold": None}))
+    real_demo._run_steps(demo, runs, {})
+    tuned = demo.commands["attention-unet-normals"]
+    assert f"--init-from {runs['attention-unet']}" in tuned
+    assert "--include-normals --dice-on tumor" in tuned
+    assert segmenters == [runs["attention-unet-normals"]]
+    segmenter = runs["attention-unet-normals"] / "model.keras"
+    assert f"--segmenter {segmenter}" in demo.commands["diagnosis-test"]
+    summary = real_demo.write_real_summary(
+        demo, *(runs[n] for n in ("densenet121-3class-gt-box", "attention-unet",
+                                  "densenet121-3class-whole-image",
+                                  "resnet50-tumor-vs-normal-whole-image", "gradcam-test",
+                                  "diagnosis-test")), {}, unet_normals=runs[
+            "attention-unet-normals"]).read_text()
+    assert f"`{tuned}`" in summary
