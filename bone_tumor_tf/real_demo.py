@@ -21,7 +21,8 @@ Steps (``OUT/<step>/``), in the order that gives the chain its models first:
    pointing game there picks the method and layer that run on the test split;
 6. the diagnosis chain (3's second U-Net finds, 2 classifies, 4 as whole-image model) on
    the validation split, where its operating point (``--whole-image-weight`` and
-   ``--tumor-threshold``) is chosen under a 15% false-alarm budget on normal radiographs, then on the test split;
+   ``--tumor-threshold``) is chosen under a 15% false-alarm budget on normal radiographs,
+   then on the test split;
 7. ResNet50 tumor vs normal on whole radiographs (``none``, 128 px);
 8. ``summary.md``: one table, each figure with its 95% interval, split, crop, input size,
    wall time and command.
