@@ -66,14 +66,21 @@ def build_parser(prog: str = "bone-tumor segment") -> argparse.ArgumentParser:
                        help="after training, set the mask threshold (0.1 ... 0.9) with the best "
                             "mean per-image Dice on the validation split (normal images count "
                             "1 when left empty, else 0)")
+    model.add_argument("--max-normal-marked", type=float, default=defaults.max_normal_marked,
+                       metavar="SHARE",
+                       help="with --include-normals: choose the threshold (0.1 ... 0.99) with "
+                            "the best tumor Dice among those that give at most this share of "
+                            "the normal validation images a tumor mask (a false-alarm budget, "
+                            "e.g. 0.15)")
     training.add_argument("--alpha", type=float, default=defaults.alpha,
                           help="loss = alpha * BCE + (1 - alpha) * (1 - soft Dice)")
     training.add_argument("--dice-on", choices=DICE_ON, default=defaults.dice_on,
                           help="images whose soft Dice enters the loss: all, or tumor (images "
                                "with a non-empty mask; normal images then train through BCE "
                                "only), for --include-normals: with Dice on all images the "
-                               "loss rewards an empty mask (on real BTXRD neither choice gave "
-                               "a usable U-Net with normals in 12 epochs at 128 px; see "
+                               "loss rewards an empty mask (on real BTXRD, from random weights "
+                               "neither choice gave a usable U-Net with normals; a tumor-only "
+                               "U-Net trained on with them (--init-from) did; see "
                                "docs/real-data-decisions.md)")
     comparison = p.add_argument_group("comparison")
     comparison.add_argument("--compare", action="append", default=[], metavar="RUN",
@@ -89,8 +96,8 @@ def options_from_args(args: argparse.Namespace) -> SegmentationOptions:
         **training_fields(args), encoder=args.encoder, encoder_weights=args.encoder_weights,
         base_filters=args.base_filters, depth=args.depth, bn_momentum=args.bn_momentum,
         alpha=args.alpha, dice_on=args.dice_on, threshold=args.threshold,
-        choose_threshold=args.choose_threshold, include_normals=args.include_normals,
-        init_from=args.init_from)
+        choose_threshold=args.choose_threshold, max_normal_marked=args.max_normal_marked,
+        include_normals=args.include_normals, init_from=args.init_from)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -194,6 +194,9 @@ class SegmentationOptions(TrainingOptions):
     dice_on: str = "all"
     threshold: float = 0.5
     choose_threshold: bool = True
+    #: A false-alarm budget for the chosen threshold: the share of normal validation images
+    #: that may be given a tumor mask (``None``: the best mean Dice over all images).
+    max_normal_marked: float | None = None
     include_normals: bool = False
     #: An earlier segmentation run (its folder or ``model.keras``) whose weights start this
     #: one (fine-tuning: e.g. a tumor-only U-Net trained on with normals, or a 128-px one
@@ -229,6 +232,13 @@ class SegmentationOptions(TrainingOptions):
                  f"--threshold must be in (0, 1), got {self.threshold}")
         _require(0.0 < self.bn_momentum < 1.0,
                  f"--bn-momentum must be in (0, 1), got {self.bn_momentum}")
+        if self.max_normal_marked is not None:
+            _require(0.0 <= self.max_normal_marked <= 1.0,
+                     f"--max-normal-marked must be in [0, 1], got {self.max_normal_marked}")
+            _require(self.include_normals, "--max-normal-marked needs --include-normals "
+                                           "(the budget is measured on normal images)")
+            _require(self.choose_threshold, "--max-normal-marked chooses the threshold; it "
+                                            "cannot go with --no-choose-threshold")
         if self.init_from is not None:
             _require(str(self.encoder_weights).lower() == "none",
                      "--init-from and --encoder-weights both set the starting weights; "

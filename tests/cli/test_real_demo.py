@@ -168,7 +168,8 @@ def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
     """The second U-Net starts from the tumor-only one and is the chain's segmenter."""
     demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
     names = ("densenet121-3class-gt-box", "attention-unet", "attention-unet-normals",
-             "densenet121-3class-whole-image", "gradcam-test", "diagnosis-test",
+             "attention-unet-normals-budget", "densenet121-3class-whole-image",
+             "gradcam-test", "diagnosis-test",
              "resnet50-tumor-vs-normal-whole-image")
     runs = {name: demo.out / name for name in names}
     for name in names:  # every step done: the demo resumes past all of them
@@ -186,10 +187,23 @@ def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
     assert segmenters == [runs["attention-unet-normals"]]
     segmenter = runs["attention-unet-normals"] / "model.keras"
     assert f"--segmenter {segmenter}" in demo.commands["diagnosis-test"]
+    # the same weights, scored at the threshold chosen under the 15% budget
+    assert (f"--init-from {runs['attention-unet-normals']} --image-size 128 --epochs 0 "
+            "--max-normal-marked 0.15") in demo.commands["attention-unet-normals-budget"]
+    _write(runs["attention-unet-normals-budget"] / "metrics.json", {"threshold_choice": {
+        "chosen": 0.97, "max_normal_marked": 0.15, "budget_met": True,
+        "candidates": [0.9, 0.97], "tumor_dice_mean": [0.2, 0.1], "normal_marked": [0.3, 0.12]},
+        "per_image": [{"label": "benign", "dice": 0.4, "predicted_pixels": 5},
+                      {"label": "normal", "dice": 1.0, "predicted_pixels": 0}]})
     summary = real_demo.write_real_summary(
         demo, *(runs[n] for n in ("densenet121-3class-gt-box", "attention-unet",
                                   "densenet121-3class-whole-image",
                                   "resnet50-tumor-vs-normal-whole-image", "gradcam-test",
                                   "diagnosis-test")), {}, unet_normals=runs[
-            "attention-unet-normals"]).read_text()
+            "attention-unet-normals"], unet_budget=runs["attention-unet-normals-budget"]
+    ).read_text()
     assert f"`{tuned}`" in summary
+    assert ("- U-Net mask threshold under the normal-image budget: 0.97 (validation tumor "
+            "Dice 0.100 with 12.0% of normal radiographs marked)") in summary
+    assert ("| same U-Net, mask threshold 0.97 (at most 15% of normal val images marked) | "
+            "normal test radiographs given a tumor mask | 0.000") in summary

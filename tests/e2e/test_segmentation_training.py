@@ -181,6 +181,43 @@ def test_mask_threshold_is_the_best_on_the_validation_split(attention_run, synth
         run_dir / "report.md").read_text()
 
 
+def test_a_false_alarm_budget_chooses_the_best_tumor_dice_within_it(attention_run,
+                                                                    synthetic_btxrd, tmp_path):
+    """--max-normal-marked, recomputed with NumPy from the saved model and its val split."""
+    source_dir, _ = attention_run
+    budget = 0.2
+    options = _options(synthetic_btxrd, tmp_path / "budget", epochs=0, include_normals=True,
+                       init_from=str(source_dir), max_normal_marked=budget)
+    run_dir = train_segmentation(options)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    choice = metrics["threshold_choice"]
+    assert choice["candidates"][-1] == 0.99 and choice["max_normal_marked"] == budget
+    splits = pd.read_csv(run_dir / "splits.csv")
+    val_ids = set(splits.loc[splits["split"] == "val", "image_id"])
+    records = [r for r in load_dataset(synthetic_btxrd).records if r.image_id in val_ids]
+    normal = np.array([r.label == "normal" for r in records])
+    prepared = prepare_images(records, options.image_size, crop_mode="none", with_masks=True)
+    probs = load_model(run_dir / "model.keras").predict(
+        prepared.images[..., None].astype("float32"), verbose=0)[..., 0]
+    tumor, marked = [], []
+    for t in choice["candidates"]:
+        tumor.append(np.mean([_numpy_dice_iou(p >= t, m.astype(bool))[0]
+                              for p, m, n in zip(probs, prepared.masks, normal) if not n]))
+        marked.append(np.mean([(p >= t).any() for p, n in zip(probs, normal) if n]))
+    np.testing.assert_allclose(choice["tumor_dice_mean"], tumor, atol=1e-6)
+    np.testing.assert_allclose(choice["normal_marked"], marked, atol=1e-9)
+    within = [(d, t) for d, t, m in zip(tumor, choice["candidates"], marked) if m <= budget]
+    if within:
+        best = max(d for d, _ in within)
+        assert choice["budget_met"] is True
+        assert choice["chosen"] == max(t for d, t in within if d >= best - 1e-9)
+    else:  # the tiny model marks too much: the fewest-marking threshold, and a warning
+        assert choice["budget_met"] is False and metrics["warnings"]
+        assert marked[choice["candidates"].index(choice["chosen"])] == min(marked)
+    assert read_contract(run_dir / "model.keras").threshold == choice["chosen"]
+    assert "normal images marked" in (run_dir / "report.md").read_text()
+
+
 def test_fixed_threshold_when_not_chosen(synthetic_btxrd, tmp_path):
     options = _options(synthetic_btxrd, tmp_path / "fixed", epochs=1, threshold=0.3,
                        choose_threshold=False)
@@ -337,7 +374,10 @@ def test_cli_trains_and_compares(attention_run, synthetic_btxrd, tmp_path, capsy
 
 def test_bad_options_are_one_line_errors(tmp_path):
     cases = [dict(image_size=36), dict(arch="segnet"), dict(crop="gt-box"),
-             dict(encoder_weights="imagenet"), dict(alpha=1.5), dict(encoder="resnet50", depth=3)]
+             dict(encoder_weights="imagenet"), dict(alpha=1.5), dict(encoder="resnet50", depth=3),
+             dict(max_normal_marked=0.15),  # no normal images to measure it on
+             dict(max_normal_marked=1.5, include_normals=True),
+             dict(max_normal_marked=0.15, include_normals=True, choose_threshold=False)]
     for overrides in cases:
         with pytest.raises(BoneTumorError) as info:
             _options("demo", tmp_path, **overrides)

@@ -53,3 +53,55 @@ def test_training_warnings_name_a_run_that_did_not_learn():
     assert len(training_warnings(flat, empty_val)) == 2
     # no tumor images in val (None): no claim about emptiness
     assert training_warnings(pd.DataFrame(), {"val": {"tumor_dice_mean": None}}) == []
+
+
+def _threshold_case():
+    """Two tumor images (mask: the top-left 2 x 2) and two normal images, 4 x 4 maps."""
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = 1
+    sure = np.where(mask, 0.9, 0.3)  # tumor found at every threshold below 0.9
+    faint = np.where(mask, 0.6, 0.0)  # found below 0.6 only
+    bright_speck, faint_speck = np.zeros((4, 4)), np.zeros((4, 4))
+    bright_speck[3, 3], faint_speck[3, 3] = 0.92, 0.5
+    probs = np.stack([sure, faint, bright_speck, faint_speck])
+    masks = np.stack([mask, mask, np.zeros_like(mask), np.zeros_like(mask)])
+    return probs, masks, np.array([False, False, True, True])
+
+
+def test_threshold_choice_by_hand():
+    """Per threshold (tumor Dice mean, normals marked): 0.4 (1, 1), 0.7 (0.5, 0.5), 0.95 (0, 0).
+
+    Over all images (a normal image 1 when left empty) every threshold scores 0.5, so the
+    default objective takes the largest, which marks nothing; under a budget the best tumor
+    Dice among the thresholds within it wins.
+    """
+    from bone_tumor_tf.training.segmentation import threshold_choice
+
+    probs, masks, normal = _threshold_case()
+    grid = (0.4, 0.7, 0.95)
+    plain = threshold_choice(probs, masks, normal, grid, start=0.4)
+    assert plain["dice_mean"] == pytest.approx([0.5, 0.5, 0.5])
+    assert plain["tumor_dice_mean"] == pytest.approx([1.0, 0.5, 0.0])
+    assert plain["normal_marked"] == pytest.approx([1.0, 0.5, 0.0])
+    assert plain["chosen"] == 0.95 and plain["budget_met"] is None
+
+    half = threshold_choice(probs, masks, normal, grid, start=0.4, max_normal_marked=0.5)
+    assert half["chosen"] == 0.7 and half["budget_met"] is True
+    assert half["best_dice"] == pytest.approx(0.5) and half["dice_at_start"] == pytest.approx(1)
+    assert threshold_choice(probs, masks, normal, grid, max_normal_marked=1.0)["chosen"] == 0.4
+    # start outside the grid: scored, not added to the candidates
+    off_grid = threshold_choice(probs, masks, normal, grid, start=0.5, max_normal_marked=0.5)
+    assert off_grid["candidates"] == list(grid) and off_grid["dice_at_start"] == pytest.approx(1)
+
+    # no threshold keeps to the budget: the one marking the fewest normal images
+    missed = threshold_choice(probs, masks, normal, (0.4, 0.7), max_normal_marked=0.25)
+    assert missed["chosen"] == 0.7 and missed["budget_met"] is False
+
+
+def test_a_budget_needs_normal_images():
+    from bone_tumor_tf.errors import BoneTumorError
+    from bone_tumor_tf.training.segmentation import threshold_choice
+
+    probs, masks, normal = _threshold_case()
+    with pytest.raises(BoneTumorError, match="normal and tumor images"):
+        threshold_choice(probs[:2], masks[:2], normal[:2], max_normal_marked=0.15)
