@@ -54,12 +54,15 @@ class RegionFinding:
         geometry: how the crop became the classifier's input.
         heatmap: float32 ``(H, W)`` in [0, 1] on the original image (zero outside the
             crop), or None when not explained.
+        crop: the classifier's input, ``uint8`` ``(S, S)`` (kept so that the regions of
+            several radiographs can be explained in one batch, :func:`explain_findings`).
     """
 
     region: Region
     probabilities: dict[str, float]
     geometry: CropGeometry
     heatmap: np.ndarray | None = None
+    crop: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -134,6 +137,23 @@ def combine_with_whole_image(chain: Mapping[str, float], whole: Mapping[str, flo
     return {c: (1.0 - weight) * chain[c] + weight * whole[c] for c in CLASSES}
 
 
+def explain_findings(findings: Sequence[RegionFinding], class_names: Sequence[str],
+                     explain: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    """Set each finding's heatmap: a class activation map of its crop for its tumor class.
+
+    ``explain`` gets every crop at once (``(n, S, S)`` uint8 and the n class indices) and
+    returns ``(n, S, S)`` maps in [0, 1]; each is mapped back onto its radiograph inside the
+    region's crop. Findings may come from several radiographs (one batched call).
+    """
+    findings = list(findings)
+    if not findings:
+        return
+    targets = np.array([list(class_names).index(f.label) for f in findings])
+    cams = explain(np.stack([f.crop for f in findings]), targets)
+    for finding, cam in zip(findings, cams, strict=True):
+        finding.heatmap = np.clip(map_to_original(cam, finding.geometry), 0.0, 1.0)
+
+
 def diagnose_image(original: np.ndarray,
                    segment: Callable[[np.ndarray], np.ndarray],
                    classify: Callable[[np.ndarray], np.ndarray],
@@ -170,15 +190,12 @@ def diagnose_image(original: np.ndarray,
         crops = [crop_to_box(original, region.box, crop_size) for region in regions]
         inputs = np.stack([image for image, _ in crops])
         probs = np.asarray(classify(inputs), np.float64)
-        for region, (_, geometry), p in zip(regions, crops, probs, strict=True):
+        for region, (crop, geometry), p in zip(regions, crops, probs, strict=True):
             findings.append(RegionFinding(
                 region, {name: float(v) for name, v in zip(class_names, p, strict=True)},
-                geometry))
+                geometry, crop=crop))
         if explain is not None:
-            targets = np.array([list(class_names).index(f.label) for f in findings])
-            cams = explain(inputs, targets)
-            for finding, cam in zip(findings, cams, strict=True):
-                finding.heatmap = np.clip(map_to_original(cam, finding.geometry), 0.0, 1.0)
+            explain_findings(findings, class_names, explain)
     chain = image_probabilities(findings)
     final = chain if whole_image is None else combine_with_whole_image(
         chain, whole_image, whole_image_weight)

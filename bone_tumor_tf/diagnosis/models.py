@@ -9,6 +9,7 @@ role, or one whose input convention the chain cannot feed (not one grey channel 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from bone_tumor_tf.data.preprocess import apply_geometry, map_to_original, plan_geometry
 from bone_tumor_tf.diagnosis.chain import CLASSES
 from bone_tumor_tf.errors import ModelFileError
-from bone_tumor_tf.inference import load_input, predict_probabilities
+from bone_tumor_tf.inference import predict_probabilities
 from bone_tumor_tf.models.contract import is_segmentation_model, read_contract
 from bone_tumor_tf.models.loading import load_model
 
@@ -39,20 +40,29 @@ class ChainModels:
 
     def segment(self, original: np.ndarray) -> np.ndarray:
         """Tumor probabilities ``(H, W)`` of a decoded radiograph, on its own grid."""
+        return self.segment_batch([original])[0]
 
-        geometry = plan_geometry(original.shape[:2], self.segmenter_size, upscale=True)
-        x = apply_geometry(original, geometry).astype(np.float32)[None, ..., None]
-        prob = np.asarray(self.segmenter.predict_on_batch(x), np.float32)[0, ..., 0]
-        return np.clip(map_to_original(prob, geometry), 0.0, 1.0)
+    def segment_batch(self, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`segment` of several radiographs (any sizes) in one model call."""
+        if not originals:
+            return []
+        geometries = [plan_geometry(o.shape[:2], self.segmenter_size, upscale=True)
+                      for o in originals]
+        x = np.stack([apply_geometry(o, g) for o, g in zip(originals, geometries, strict=True)])
+        probs = np.asarray(self.segmenter.predict_on_batch(x.astype(np.float32)[..., None]),
+                           np.float32)[..., 0]
+        return [np.clip(map_to_original(p, g), 0.0, 1.0)
+                for p, g in zip(probs, geometries, strict=True)]
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         return predict_probabilities(self.classifier, crops)
 
-    def whole_image_probabilities(self, path) -> dict[str, float]:
-        prepared = load_input(path, self.whole_image_size)
-        p = predict_probabilities(self.whole_image, prepared.input[None])[0]
-        return {name: float(v) for name, v in zip(self.whole_image_class_names, p,
-                                                  strict=True)}
+    def whole_image_probabilities(self, inputs: np.ndarray) -> list[dict[str, float]]:
+        """The whole-image model's probabilities of ``uint8`` inputs ``(N, S, S)`` (each
+        radiograph fitted as :func:`bone_tumor_tf.inference.load_input` fits it)."""
+        probs = predict_probabilities(self.whole_image, inputs)
+        return [{name: float(v) for name, v in zip(self.whole_image_class_names, p,
+                                                   strict=True)} for p in probs]
 
 
 def _check_grey_input(model, path: Path) -> None:

@@ -26,12 +26,18 @@ import cv2
 import numpy as np
 
 from bone_tumor_tf.data.images import read_image_with_scale
-from bone_tumor_tf.diagnosis.chain import DEFAULT_WHOLE_IMAGE_WEIGHT, Diagnosis, diagnose_image
+from bone_tumor_tf.diagnosis.chain import (
+    DEFAULT_WHOLE_IMAGE_WEIGHT,
+    Diagnosis,
+    diagnose_image,
+    explain_findings,
+)
 from bone_tumor_tf.diagnosis.page import write_index
 from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_AREA
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.explain.cam import CamExplainer
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
+from bone_tumor_tf.inference import load_input
 from bone_tumor_tf.io import unique_stems, write_png
 
 logger = logging.getLogger(__name__)
@@ -102,12 +108,80 @@ def _case(row: dict, out_dir: Path) -> dict:
             "probabilities": row["probabilities"], "regions": len(row["regions"])}
 
 
+def _read(models, path: Path) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """The decoded radiograph, its decode scale and the whole-image model's input (or None)."""
+    if models.whole_image is None:
+        original, scale = read_image_with_scale(path)
+        return original, scale, None
+    prepared = load_input(path, models.whole_image_size)
+    return prepared.original, prepared.scale, prepared.input
+
+
+def _diagnose_chunk(models, paths: Sequence[Path], out_dir: Path, stems: dict,
+                    explain, options: dict) -> list[dict]:
+    """Rows of ``paths`` in their order: read each, run every model once on the chunk."""
+    rows: dict[str, dict] = {}
+    read = []
+    for path in paths:
+        try:
+            read.append((path, *_read(models, path)))
+        except DataError as error:
+            rows[str(path)] = {"file": str(path), "error": str(error)}
+            logger.warning("%s", error)
+    maps = models.segment_batch([original for _, original, _, _ in read])
+    wholes = (models.whole_image_probabilities(np.stack([item[3] for item in read]))
+              if read and models.whole_image is not None else [None] * len(read))
+    diagnoses = []
+    for (path, original, scale, _), probability_map, whole in zip(read, maps, wholes,
+                                                                   strict=True):
+        try:
+            diagnosis = diagnose_image(
+                original, lambda _image, m=probability_map: m, models.classify,
+                models.class_names, models.classifier_size, threshold=models.threshold,
+                min_area=max(1, round(options["min_area"] * scale ** 2)),
+                merge_overlap=options["merge_overlap"], whole_image=whole,
+                whole_image_weight=options["whole_image_weight"],
+                tumor_threshold=options["tumor_threshold"])
+        except DataError as error:
+            rows[str(path)] = {"file": str(path), "error": str(error)}
+            logger.warning("%s", error)
+            continue
+        diagnoses.append((path, original, scale, whole, diagnosis))
+    if explain is not None:
+        explain_findings([f for *_, d in diagnoses for f in d.regions], models.class_names,
+                         explain)
+    for path, original, scale, whole, diagnosis in diagnoses:
+        stem = stems[str(path)]
+        panel = draw_panel(original, diagnosis, models.threshold)
+        write_png(out_dir / "panels" / f"{stem}.png", panel)
+        write_png(out_dir / "thumbs" / f"{stem}.png", _thumbnail(panel))
+        row = {"file": str(path), "finding": diagnosis.finding,
+               "probabilities": {k: round(v, 6) for k, v in diagnosis.probabilities.items()},
+               "chain_probabilities": {k: round(v, 6) for k, v in
+                                       diagnosis.chain_probabilities.items()},
+               "regions": [f.to_dict(scale) for f in diagnosis.regions],
+               "size": [int(round(original.shape[0] / scale)),
+                        int(round(original.shape[1] / scale))],
+               "panel": f"panels/{stem}.png", "thumbnail": f"thumbs/{stem}.png"}
+        if whole is not None:
+            row["whole_image_probabilities"] = {k: round(v, 6) for k, v in whole.items()}
+        rows[str(path)] = row
+    return [rows[str(path)] for path in paths]
+
+
+#: Radiographs read, segmented and explained together: one model call per chunk instead of
+#: per image (each call has a fixed cost that exceeds the compute of one 128-px U-Net pass,
+#: and eager CAMs cost per layer, not per image; ``bench/diagnose_chain.py``).
+DEFAULT_CHUNK_SIZE = 16
+
+
 def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
                    whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT,
                    cam_method: str = "gradcam++", cam_layer: str | None = None,
-                   tumor_threshold: float | None = None) -> list[dict]:
+                   tumor_threshold: float | None = None,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[dict]:
     """Run the chain on ``files`` and write the outputs; returns every row (old and new).
 
     Args:
@@ -115,7 +189,11 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
         min_area: minimum region area in the file's own pixels.
         cam_method: ``gradcam``, ``gradcam++`` or ``none`` (no heatmaps).
         tumor_threshold: operating point of each finding (None: the most probable class).
+        chunk_size: radiographs per model call; the results do not depend on it. Rows are
+            written chunk by chunk, so an interruption loses at most the unfinished chunk.
     """
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size={chunk_size}: must be >= 1")
     out_dir = Path(out_dir)
     (out_dir / "panels").mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
@@ -123,49 +201,23 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     done = {row["file"] for row in rows}
     # Output names from the whole batch, so that a rerun gives every file the same name.
     stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))
-    explainer = None
+    explain = None
     if cam_method != "none":
         explainer = CamExplainer(models.classifier, layer_name=cam_layer)
 
-    def explain(crops, targets):
-        return explainer(crops, method=cam_method, target_classes=targets)
+        def explain(crops, targets):
+            return explainer(crops, method=cam_method, target_classes=targets)
 
+    options = dict(min_area=min_area, merge_overlap=merge_overlap,
+                   whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
+    pending = [path for path in files if str(path) not in done]
     with open(out_dir / RESULTS_NAME, "a", encoding="utf-8") as results:
-        for path in files:
-            if str(path) in done:
-                continue
-            try:
-                original, scale = read_image_with_scale(path)
-                whole = (models.whole_image_probabilities(path)
-                         if models.whole_image is not None else None)
-                diagnosis = diagnose_image(
-                    original, models.segment, models.classify, models.class_names,
-                    models.classifier_size, threshold=models.threshold,
-                    min_area=max(1, round(min_area * scale ** 2)), merge_overlap=merge_overlap,
-                    explain=explain if explainer is not None else None, whole_image=whole,
-                    whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
-            except DataError as error:
-                row = {"file": str(path), "error": str(error)}
-                logger.warning("%s", error)
-            else:
-                stem = stems[str(path)]
-                panel = draw_panel(original, diagnosis, models.threshold)
-                write_png(out_dir / "panels" / f"{stem}.png", panel)
-                write_png(out_dir / "thumbs" / f"{stem}.png", _thumbnail(panel))
-                row = {"file": str(path), "finding": diagnosis.finding,
-                       "probabilities": {k: round(v, 6) for k, v in
-                                         diagnosis.probabilities.items()},
-                       "chain_probabilities": {k: round(v, 6) for k, v in
-                                               diagnosis.chain_probabilities.items()},
-                       "regions": [f.to_dict(scale) for f in diagnosis.regions],
-                       "size": [int(round(original.shape[0] / scale)),
-                                int(round(original.shape[1] / scale))],
-                       "panel": f"panels/{stem}.png", "thumbnail": f"thumbs/{stem}.png"}
-                if whole is not None:
-                    row["whole_image_probabilities"] = {k: round(v, 6) for k, v in whole.items()}
-            results.write(json.dumps(row) + "\n")
+        for start in range(0, len(pending), int(chunk_size)):
+            chunk = pending[start:start + int(chunk_size)]
+            for row in _diagnose_chunk(models, chunk, out_dir, stems, explain, options):
+                results.write(json.dumps(row) + "\n")
+                rows.append(row)
             results.flush()
-            rows.append(row)
     notes = [f"{role}: {path}" for role, path in (models.paths or {}).items()]
     write_index(out_dir, [_case(row, out_dir) for row in rows], title="Diagnosis", notes=notes)
     return rows

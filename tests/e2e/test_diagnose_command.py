@@ -161,3 +161,59 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
         assert chain[key] == pytest.approx(whole[key])
     assert chain["recall"] == pytest.approx(whole["recall"])
     assert chain["macro_auc"] != pytest.approx(again["image_level"]["chain"]["macro_auc"])
+
+
+def test_chunked_run_gives_the_rows_and_panels_of_one_image_at_a_time(models, synthetic_btxrd,
+                                                                      tmp_path):
+    """Radiographs go through the models in chunks; a chunk of 1 is the per-image chain.
+    The rows (probabilities, regions) and the panels (heatmaps included) must not depend on
+    the chunk size, and a bad file inside a chunk stays its own error row."""
+    import cv2
+
+    from bone_tumor_tf.diagnosis.models import load_chain_models
+    from bone_tumor_tf.diagnosis.run import diagnose_files
+
+    chain = load_chain_models(models["seg"], models["cls"], models["whole"])
+    images = sorted((synthetic_btxrd / "images").iterdir())[:7]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    files = images[:3] + [bad] + images[3:]
+    runs = {size: diagnose_files(chain, files, tmp_path / f"chunk{size}", min_area=4,
+                                 cam_method="gradcam++", chunk_size=size)
+            for size in (1, 3, 16)}
+    one = runs[1]
+    assert any(row.get("regions") for row in one)  # the comparison covers explained regions
+    for size in (3, 16):
+        assert [r["file"] for r in runs[size]] == [str(p) for p in files]
+        for a, b in zip(one, runs[size], strict=True):
+            assert ("error" in a) == ("error" in b)
+            if "error" in a:
+                continue
+            assert a["finding"] == b["finding"]
+            assert [r["box"] for r in a["regions"]] == [r["box"] for r in b["regions"]]
+            for key in ("probabilities", "whole_image_probabilities"):
+                assert a[key] == pytest.approx(b[key], abs=1e-5)
+            panel_a = cv2.imread(str(tmp_path / "chunk1" / a["panel"])).astype(int)
+            panel_b = cv2.imread(str(tmp_path / f"chunk{size}" / b["panel"])).astype(int)
+            assert np.abs(panel_a - panel_b).max() <= 2
+    with pytest.raises(ValueError, match="chunk_size"):
+        diagnose_files(chain, files, tmp_path / "zero", chunk_size=0)
+
+
+def test_predict_probabilities_equals_model_predict(models):
+    """The batched ``predict_on_batch`` path against Keras' own ``predict``; a sigmoid
+    output becomes [1 - p, p]."""
+    from bone_tumor_tf.inference import predict_probabilities
+    from bone_tumor_tf.models.loading import load_model
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (37, 32, 32), dtype=np.uint8)
+    for name in ("cls", "binary"):
+        model = load_model(models[name])
+        reference = model.predict(images[..., None].astype(np.float32), verbose=0)
+        if reference.shape[-1] == 1:
+            reference = np.concatenate([1 - reference, reference], axis=-1)
+        got = predict_probabilities(model, images, batch_size=8)
+        assert got.shape == reference.shape
+        np.testing.assert_allclose(got, reference, atol=1e-6)
+    assert predict_probabilities(model, images[:0]).shape == (0, 2)
