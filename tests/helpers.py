@@ -35,3 +35,43 @@ def traced_tf_functions():
         yield
     finally:
         tf.config.run_functions_eagerly(before)
+
+
+def save_bright_segmenter(path, size=32):
+    """A U-Net stand-in from standard layers, saved with its contract: tumor probability
+    rises with brightness (the diagnosis chain's tests and benchmark smoke test)."""
+    import keras
+
+    from bone_tumor_tf.models.contract import ModelContract, attach_contract, save_with_contract
+
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright",
+                            kernel_initializer=keras.initializers.Constant(0.08),
+                            bias_initializer=keras.initializers.Constant(-12.0))(inputs)
+    model = keras.Model(inputs, x)
+    attach_contract(model, ModelContract(task="segmentation",
+                                         class_names=("background", "tumor"),
+                                         image_size=size, threshold=0.5, arch="unet"))
+    return save_with_contract(model, path)
+
+
+def save_chain_classifier(path, crop_mode="gt-box", classes=("normal", "benign", "malignant"),
+                          size=32, seed=0):
+    """A tiny grey-input classifier saved with its contract (crop mode, class names)."""
+    import keras
+
+    from bone_tumor_tf.models.contract import ModelContract, attach_contract, save_with_contract
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    units, activation = (1, "sigmoid") if len(classes) == 2 else (len(classes), "softmax")
+    outputs = keras.layers.Dense(units, activation=activation, name="predictions")(x)
+    model = keras.Model(inputs, outputs)
+    attach_contract(model, ModelContract(
+        task="binary" if len(classes) == 2 else "multiclass", class_names=tuple(classes),
+        image_size=size, crop_mode=crop_mode, normalization="unit",
+        details={"gradcam_layer": "conv"}))
+    return save_with_contract(model, path)

@@ -1,13 +1,14 @@
 """Diagnose a batch of radiographs and write what a reviewer needs.
 
-``OUT/diagnoses.jsonl``: one JSON object per image, written and flushed as each image
-finishes: ``file``, ``finding``, ``probabilities`` (normal / benign / malignant),
+``OUT/diagnoses.jsonl``: one JSON object per image, written and flushed as each chunk of
+images finishes (:data:`DEFAULT_CHUNK_SIZE` radiographs go through each model together):
+``file``, ``finding``, ``probabilities`` (normal / benign / malignant),
 ``chain_probabilities`` and ``whole_image_probabilities`` (when a whole-image model is
 given), ``regions`` (each with ``box`` = ``[x_min, y_min, x_max, y_max]`` inclusive, in
 the file's own pixels, ``score``, ``area``, ``label``, ``probabilities``), ``size``
 (``[height, width]`` of the file); or ``file`` and ``error`` (one line) for a file that
 could not be read. A rerun into the same folder skips the files already written there, so an
-interrupted batch loses nothing that was finished.
+interrupted batch loses at most its unfinished chunk.
 
 ``OUT/panels/<stem>.png``: the radiograph with the heatmap of each region's classification
 inside its crop, the segmenter's mask contour (yellow), the boxes (red malignant, orange

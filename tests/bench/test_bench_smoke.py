@@ -45,3 +45,27 @@ def test_table_marks_missed_targets():
     table = format_table([{"name": "a", "ratio_name": "x / y", "ratio": 0.5, "target": ">= 1",
                            "met": False, "notes": "n"}])
     assert "NO" in table and "0.5" in table
+
+
+def test_diagnose_chain_benchmark_runs_and_finds_equal_rows(tmp_path, synthetic_btxrd, capsys):
+    """``python -m bench.diagnose_chain`` on a demo-layout folder of tiny models: both arms
+    run, their rows agree, the JSON names both figures."""
+    pytest.importorskip("keras")
+    from helpers import save_bright_segmenter, save_chain_classifier
+
+    from bench import diagnose_chain
+
+    run_dir = tmp_path / "demo"
+    save_bright_segmenter(run_dir / "attention-unet" / "model.keras")
+    save_chain_classifier(run_dir / "densenet121-multiclass" / "model.keras")
+    out = tmp_path / "diagnose_chain.json"
+    assert diagnose_chain.main(["--run-dir", str(run_dir), "--data", str(synthetic_btxrd),
+                                "--split", "all", "--images", "5", "--chunk-size", "2",
+                                "--reps", "1", "--predict-calls", "3", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["results"][0]
+    assert [c["cam"] for c in entry["figures"]["chains"]] == ["none", "gradcam++"]
+    for chain in entry["figures"]["chains"]:
+        assert chain["images"] == 5 and chain["speedup"] > 0
+        assert chain["max_abs_difference"] < 1e-5
+    assert entry["figures"]["predict"]["speedup"] > 0
+    assert "CAM gradcam++" in capsys.readouterr().out

@@ -9,52 +9,20 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from helpers import save_bright_segmenter, save_chain_classifier  # noqa: E402
+
 from bone_tumor_tf.cli import main  # noqa: E402
-from bone_tumor_tf.models.contract import (  # noqa: E402
-    ModelContract,
-    attach_contract,
-    save_with_contract,
-)
 
 NAMES = ("normal", "benign", "malignant")
-
-
-def _bright_segmenter(path, size=32):
-    """A U-Net stand-in from standard layers: tumor probability rises with brightness."""
-    inputs = keras.Input((size, size, 1))
-    x = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright",
-                            kernel_initializer=keras.initializers.Constant(0.08),
-                            bias_initializer=keras.initializers.Constant(-12.0))(inputs)
-    model = keras.Model(inputs, x)
-    attach_contract(model, ModelContract(task="segmentation",
-                                         class_names=("background", "tumor"),
-                                         image_size=size, threshold=0.5, arch="unet"))
-    return save_with_contract(model, path)
-
-
-def _classifier(path, crop_mode="gt-box", classes=NAMES, size=32, seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    units, activation = (1, "sigmoid") if len(classes) == 2 else (len(classes), "softmax")
-    outputs = keras.layers.Dense(units, activation=activation, name="predictions")(x)
-    model = keras.Model(inputs, outputs)
-    attach_contract(model, ModelContract(
-        task="binary" if len(classes) == 2 else "multiclass", class_names=tuple(classes),
-        image_size=size, crop_mode=crop_mode, normalization="unit",
-        details={"gradcam_layer": "conv"}))
-    return save_with_contract(model, path)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"seg": _bright_segmenter(root / "seg.keras"),
-            "cls": _classifier(root / "cls.keras"),
-            "whole": _classifier(root / "whole.keras", crop_mode="none", seed=1),
-            "binary": _classifier(root / "binary.keras", classes=("normal", "tumor"))}
+    return {"seg": save_bright_segmenter(root / "seg.keras"),
+            "cls": save_chain_classifier(root / "cls.keras"),
+            "whole": save_chain_classifier(root / "whole.keras", crop_mode="none", seed=1),
+            "binary": save_chain_classifier(root / "binary.keras", classes=("normal", "tumor"))}
 
 
 def test_diagnose_writes_one_line_panel_and_page_per_image(models, synthetic_btxrd, tmp_path,
