@@ -38,12 +38,9 @@ class ChainModels:
     whole_image_class_names: list[str] | None = None
     paths: dict | None = None
 
-    def segment(self, original: np.ndarray) -> np.ndarray:
-        """Tumor probabilities ``(H, W)`` of a decoded radiograph, on its own grid."""
-        return self.segment_batch([original])[0]
-
     def segment_batch(self, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """:meth:`segment` of several radiographs (any sizes) in one model call."""
+        """Tumor probabilities ``(H, W)`` of each decoded radiograph (any sizes), on its own
+        grid, in one model call."""
         if not originals:
             return []
         geometries = [plan_geometry(o.shape[:2], self.segmenter_size, upscale=True)
