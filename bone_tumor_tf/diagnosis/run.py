@@ -118,6 +118,12 @@ def _read(models, path: Path) -> tuple[np.ndarray, float, np.ndarray | None]:
     return prepared.original, prepared.scale, prepared.input
 
 
+def _error_row(path: Path, error: DataError) -> dict:
+    """The row of a file the chain could not read or use (the one-line error is logged)."""
+    logger.warning("%s", error)
+    return {"file": str(path), "error": str(error)}
+
+
 def _diagnose_chunk(models, paths: Sequence[Path], out_dir: Path, stems: dict,
                     explain, options: dict) -> list[dict]:
     """Rows of ``paths`` in their order: read each, run every model once on the chunk."""
@@ -127,8 +133,7 @@ def _diagnose_chunk(models, paths: Sequence[Path], out_dir: Path, stems: dict,
         try:
             read.append((path, *_read(models, path)))
         except DataError as error:
-            rows[str(path)] = {"file": str(path), "error": str(error)}
-            logger.warning("%s", error)
+            rows[str(path)] = _error_row(path, error)
     maps = models.segment_batch([original for _, original, _, _ in read])
     wholes = (models.whole_image_probabilities(np.stack([item[3] for item in read]))
               if read and models.whole_image is not None else [None] * len(read))
@@ -144,8 +149,7 @@ def _diagnose_chunk(models, paths: Sequence[Path], out_dir: Path, stems: dict,
                 whole_image_weight=options["whole_image_weight"],
                 tumor_threshold=options["tumor_threshold"])
         except DataError as error:
-            rows[str(path)] = {"file": str(path), "error": str(error)}
-            logger.warning("%s", error)
+            rows[str(path)] = _error_row(path, error)
             continue
         diagnoses.append((path, original, scale, whole, diagnosis))
     if explain is not None:

@@ -400,13 +400,20 @@ def threshold_choice(probs: np.ndarray, masks: np.ndarray, normal: np.ndarray,
             "start": start, "dice_at_start": objective[grid.index(start)]}
 
 
+#: Below this validation tumor Dice a segmenter's masks are reported as useless.
+USELESS_TUMOR_DICE = 0.01
+
+
 def training_warnings(history, by_split: dict[str, dict]) -> list[str]:
     """What a user must know before trusting a segmentation run (empty list: nothing).
 
     - the monitored ``val_dice`` never rose above its first epoch over 3 or more epochs:
       early stopping then restores the first epoch's weights;
     - at the saved threshold the model marks no pixel on any validation image although
-      tumor images are there: it is an empty predictor.
+      tumor images are there: it is an empty predictor;
+    - at the saved threshold its validation tumor Dice is below :data:`USELESS_TUMOR_DICE`
+      while it still marks some images: its masks miss the tumors (typically a
+      ``--max-normal-marked`` budget too strict for the model).
     """
     warnings = []
     if MONITOR in history and len(history) >= 3:
@@ -416,9 +423,14 @@ def training_warnings(history, by_split: dict[str, dict]) -> list[str]:
                             f"{len(values)} epochs, so the saved weights are epoch 1's: the run "
                             "did not learn (more epochs, a higher --lr, or tumor images only)")
     val = by_split.get("val") or {}
-    if val.get("tumor_dice_mean") == 0.0 and not val.get("normal_fp_image_rate"):
+    tumor_dice = val.get("tumor_dice_mean")
+    if tumor_dice == 0.0 and not val.get("normal_fp_image_rate"):
         warnings.append("at its threshold the model marks no tumor pixel on any validation "
                         "image: it is no better than an empty mask")
+    elif tumor_dice is not None and tumor_dice < USELESS_TUMOR_DICE:
+        warnings.append(f"at its threshold the validation tumor Dice is {tumor_dice:.4f}: the "
+                        "masks miss the tumors (a --max-normal-marked budget this strict "
+                        "leaves this model no useful mask)")
     return warnings
 
 

@@ -51,6 +51,12 @@ def test_training_warnings_name_a_run_that_did_not_learn():
     empty_val = {"val": {"tumor_dice_mean": 0.0, "normal_fp_image_rate": 0.0}}
     assert "no better than an empty mask" in training_warnings(rising, empty_val)[0]
     assert len(training_warnings(flat, empty_val)) == 2
+    # the real BTXRD budget run: threshold 0.97, val tumor Dice 0.0002, 0.7% of normals marked
+    strict_budget = {"val": {"tumor_dice_mean": 0.0002, "normal_fp_image_rate": 0.007}}
+    (warning,) = training_warnings(rising, strict_budget)
+    assert "tumor Dice is 0.0002" in warning and "miss the tumors" in warning
+    assert training_warnings(rising, {"val": {"tumor_dice_mean": 0.012,
+                                              "normal_fp_image_rate": 0.007}}) == []
     # no tumor images in val (None): no claim about emptiness
     assert training_warnings(pd.DataFrame(), {"val": {"tumor_dice_mean": None}}) == []
 
