@@ -429,8 +429,8 @@ def training_warnings(history, by_split: dict[str, dict]) -> list[str]:
                         "image: it is no better than an empty mask")
     elif tumor_dice is not None and tumor_dice < USELESS_TUMOR_DICE:
         warnings.append(f"at its threshold the validation tumor Dice is {tumor_dice:.4f}: the "
-                        "masks miss the tumors (a --max-normal-marked budget this strict "
-                        "leaves this model no useful mask)")
+                        "masks miss the tumors (with --max-normal-marked: a budget too strict "
+                        "for this model)")
     return warnings
 
 
