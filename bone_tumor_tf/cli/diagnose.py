@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bone_tumor_tf.cli._runner import EXIT_NO, EXIT_OK, command_parser, run_command
-from bone_tumor_tf.diagnosis.chain import DEFAULT_WHOLE_IMAGE_WEIGHT
+from bone_tumor_tf.diagnosis.chain import DEFAULT_SEGMENTER_TTA, DEFAULT_WHOLE_IMAGE_WEIGHT
+from bone_tumor_tf.inference.inputs import SEGMENTATION_TTA
 
 EXAMPLES = """examples:
   bone-tumor diagnose --segmenter runs/attention-unet/model.keras \\
@@ -50,6 +51,10 @@ def build_parser(prog: str = "bone-tumor diagnose"):
     parser.add_argument("--out", required=True, help="output folder (a rerun resumes)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="mask threshold (default: the segmenter's own)")
+    parser.add_argument("--tta", default=DEFAULT_SEGMENTER_TTA, choices=SEGMENTATION_TTA,
+                        help="segmenter test-time augmentation: flip averages the map with "
+                             "the mirrored map of the mirrored radiograph (default: "
+                             "%(default)s, chosen on the real validation split)")
     parser.add_argument("--min-area", type=int, default=64,
                         help="smallest region, in original pixels")
     parser.add_argument("--merge-overlap", type=float, default=0.5,

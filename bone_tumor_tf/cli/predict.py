@@ -14,6 +14,7 @@ from bone_tumor_tf.cli._runner import (
     run_command,
 )
 from bone_tumor_tf.errors import BoneTumorError, DataError
+from bone_tumor_tf.inference.inputs import SEGMENTATION_TTA
 
 EXAMPLES = """examples:
   bone-tumor predict --model runs/densenet/model.keras xray.png new_images/
@@ -42,6 +43,10 @@ def build_parser(prog: str = "bone-tumor predict"):
     parser.add_argument("--threshold", type=float, default=None,
                         help="mask threshold (segmentation; default: the one in the "
                              "model's contract, else 0.5)")
+    parser.add_argument("--tta", default="none", choices=SEGMENTATION_TTA,
+                        help="segmentation test-time augmentation: flip averages the map "
+                             "with the mirrored map of the mirrored image (the mask threshold "
+                             "in the contract was chosen without it)")
     return parser
 
 
@@ -61,7 +66,7 @@ def run(args) -> int:
                                  "written as PNG files)")
         failed = 0
         for row in predict_segmentation(model, files, args.out, args.threshold,
-                                        args.batch_size):
+                                        args.batch_size, tta=args.tta):
             if "error" in row:
                 failed += 1
                 print(f"error: {row['error']}", file=sys.stderr)

@@ -42,6 +42,11 @@ CLASSES = ("normal", "benign", "malignant")
 TUMOR_CLASSES = ("benign", "malignant")
 #: Weight of the whole-image model in the image probabilities, unless chosen otherwise.
 DEFAULT_WHOLE_IMAGE_WEIGHT = 0.5
+#: The segmenter's test-time augmentation unless told otherwise
+#: (:data:`bone_tumor_tf.inference.inputs.SEGMENTATION_TTA`): ``flip`` raised the chain's
+#: balanced accuracy under the 15% false-alarm cap on the real validation split
+#: (``docs/real-data-decisions.md``, eleventh session).
+DEFAULT_SEGMENTER_TTA = "flip"
 
 
 @dataclass

@@ -40,7 +40,7 @@ def diagnose_command(args) -> dict:
     if args.tumor_threshold is not None and not 0.0 < args.tumor_threshold < 1.0:
         raise BoneTumorError(f"--tumor-threshold must be in (0, 1), got {args.tumor_threshold}")
     models = load_chain_models(args.segmenter, args.classifier, args.whole_image,
-                               args.threshold)
+                               args.threshold, tta=args.tta)
     options = {"min_area": args.min_area, "merge_overlap": args.merge_overlap,
                "whole_image_weight": args.whole_image_weight, "cam_method": args.cam,
                "cam_layer": args.layer, "tumor_threshold": args.tumor_threshold}

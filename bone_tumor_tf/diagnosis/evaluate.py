@@ -131,6 +131,7 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
             image_level["oracle"]["balanced_accuracy"]),
         "normal_false_tumor_rate": false_tumor_rate(findings, labels, n_bootstrap, seed),
         "models": models.paths,
+        "segmenter": {"mask_threshold": float(models.threshold), "tta": models.tta},
         "options": {k: v for k, v in diagnose_options.items()},
     }
     atomic_write_json(out_dir / "diagnosis_metrics.json", metrics)
@@ -208,7 +209,12 @@ def render_report(metrics: dict) -> str:
     counts = ", ".join(f"{c} {n}" for c, n in metrics["class_counts"].items())
     lines = ["# Diagnosis chain evaluation", "",
              f"{metrics['n_images']} images ({counts}); {metrics['n_failed']} could not be "
-             "read.", "", "## Detection (IoU 0.5, all-point interpolated AP)", ""]
+             "read.", ""]
+    segmenter = metrics.get("segmenter")
+    if segmenter:
+        lines += [f"Regions: the segmenter's mask at {segmenter['mask_threshold']:g}, "
+                  f"test-time augmentation {segmenter['tta']}.", ""]
+    lines += ["## Detection (IoU 0.5, all-point interpolated AP)", ""]
     lines += markdown_table(
         ["class", "ground-truth boxes", "predictions", "precision", "recall", "AP50"],
         [[cls, m["n_ground_truth"], m["n_predictions"], format_number(m["precision"]),

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from bone_tumor_tf.data.preprocess import apply_geometry, map_to_original, plan_geometry
-from bone_tumor_tf.diagnosis.chain import CLASSES
+from bone_tumor_tf.diagnosis.chain import CLASSES, DEFAULT_SEGMENTER_TTA
 from bone_tumor_tf.errors import ModelFileError
 from bone_tumor_tf.inference import predict_probabilities
+from bone_tumor_tf.inference.inputs import SEGMENTATION_TTA
+from bone_tumor_tf.inference.segmentation import predict_probability_maps
 from bone_tumor_tf.models.contract import is_segmentation_model, read_contract
 from bone_tumor_tf.models.loading import load_model
 
@@ -37,17 +39,17 @@ class ChainModels:
     whole_image_size: int = 0
     whole_image_class_names: list[str] | None = None
     paths: dict | None = None
+    tta: str = "none"
 
     def segment_batch(self, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Tumor probabilities ``(H, W)`` of each decoded radiograph (any sizes), on its own
-        grid, in one model call."""
+        grid, in one model call (two with ``tta="flip"``)."""
         if not originals:
             return []
         geometries = [plan_geometry(o.shape[:2], self.segmenter_size, upscale=True)
                       for o in originals]
         x = np.stack([apply_geometry(o, g) for o, g in zip(originals, geometries, strict=True)])
-        probs = np.asarray(self.segmenter.predict_on_batch(x.astype(np.float32)[..., None]),
-                           np.float32)[..., 0]
+        probs = predict_probability_maps(self.segmenter, x, batch_size=len(x), tta=self.tta)
         return [np.clip(map_to_original(p, g), 0.0, 1.0)
                 for p, g in zip(probs, geometries, strict=True)]
 
@@ -98,8 +100,16 @@ def _classifier(path: Path, role: str, crop_mode: str):
 
 def load_chain_models(segmenter: str | Path, classifier: str | Path,
                       whole_image: str | Path | None = None,
-                      threshold: float | None = None) -> ChainModels:
-    """Load and check the chain's models (see the module docstring for the roles)."""
+                      threshold: float | None = None,
+                      tta: str = DEFAULT_SEGMENTER_TTA) -> ChainModels:
+    """Load and check the chain's models (see the module docstring for the roles).
+
+    ``threshold``: the mask threshold (default: the segmenter's own); ``tta``: the
+    segmenter's test-time augmentation (:data:`SEGMENTATION_TTA`,
+    :func:`bone_tumor_tf.inference.segmentation.predict_probability_maps`).
+    """
+    if tta not in SEGMENTATION_TTA:
+        raise ValueError(f"tta={tta!r}: expected one of {SEGMENTATION_TTA}")
     segmenter, classifier = Path(segmenter), Path(classifier)
     seg = load_model(segmenter)
     if not is_segmentation_model(seg):
@@ -113,7 +123,7 @@ def load_chain_models(segmenter: str | Path, classifier: str | Path,
     cls, cls_size, names = _classifier(classifier, "--classifier", "gt-box")
     models = ChainModels(seg, int(seg.inputs[0].shape[1]), float(threshold), cls, cls_size,
                          names, paths={"segmenter": str(segmenter),
-                                       "classifier": str(classifier)})
+                                       "classifier": str(classifier)}, tta=tta)
     if whole_image is not None:
         whole_image = Path(whole_image)
         model, size, whole_names = _classifier(whole_image, "--whole-image", "none")

@@ -8,7 +8,11 @@ given), ``regions`` (each with ``box`` = ``[x_min, y_min, x_max, y_max]`` inclus
 the file's own pixels, ``score``, ``area``, ``label``, ``probabilities``), ``size``
 (``[height, width]`` of the file); or ``file`` and ``error`` (one line) for a file that
 could not be read. A rerun into the same folder skips the files already written there, so an
-interrupted batch loses at most its unfinished chunk.
+interrupted batch loses at most its unfinished chunk; ``OUT/chain_settings.json`` records
+what the rows depend on (the models, the mask threshold, the segmenter's test-time
+augmentation, the region options), and a rerun with other settings is refused rather than
+mixing rows of two chains. The whole-image weight and the operating point are not among
+them: the evaluation recomputes every decision from the stored probabilities.
 
 ``OUT/panels/<stem>.png``: the radiograph with the heatmap of each region's classification
 inside its crop, the segmenter's mask contour (yellow), the boxes (red malignant, orange
@@ -35,15 +39,16 @@ from bone_tumor_tf.diagnosis.chain import (
 )
 from bone_tumor_tf.diagnosis.page import write_index
 from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_AREA
-from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.explain.cam import CamExplainer
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
 from bone_tumor_tf.inference import load_input
-from bone_tumor_tf.io import unique_stems, write_png
+from bone_tumor_tf.io import atomic_write_json, unique_stems, write_png
 
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "diagnoses.jsonl"
+SETTINGS_NAME = "chain_settings.json"
 THUMBNAIL_SIDE = 192
 _BOX_COLORS = {"malignant": (40, 40, 230), "benign": (0, 150, 255), "normal": (60, 180, 60)}
 
@@ -99,6 +104,35 @@ def read_results(out_dir: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def chain_settings(models, min_area: int, merge_overlap: float) -> dict:
+    """What a row of ``diagnoses.jsonl`` depends on (model files resolved to absolute paths)."""
+    paths = {role: str(Path(path).resolve()) for role, path in (models.paths or {}).items()}
+    return {"models": paths, "mask_threshold": float(models.threshold),
+            "segmenter_tta": models.tta, "min_area": int(min_area),
+            "merge_overlap": float(merge_overlap)}
+
+
+def _check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
+    """Refuse to add rows of another chain to ``out_dir`` (see the module docstring)."""
+    path = out_dir / SETTINGS_NAME
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings.keys() | stored.keys()
+                         if settings.get(k) != stored.get(k))
+        if changed:
+            first = changed[0]
+            raise BoneTumorError(
+                f"{out_dir}: holds diagnoses made with other chain settings ({first}: "
+                f"{stored.get(first)} there, {settings.get(first)} now"
+                f"{f'; also {len(changed) - 1} more' if len(changed) > 1 else ''}); "
+                "give a new --out or delete the folder")
+        return
+    if has_rows:
+        logger.warning("%s: rows from a run that did not record its settings are reused",
+                       out_dir)
+    atomic_write_json(path, settings)
 
 
 def _case(row: dict, out_dir: Path) -> dict:
@@ -203,6 +237,7 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     (out_dir / "panels").mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
     rows = read_results(out_dir)
+    _check_settings(out_dir, chain_settings(models, min_area, merge_overlap), bool(rows))
     done = {row["file"] for row in rows}
     # Output names from the whole batch, so that a rerun gives every file the same name.
     stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))

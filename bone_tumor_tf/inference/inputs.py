@@ -72,23 +72,37 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities (N, K) for ``uint8`` inputs (N, S, S); sigmoid -> [1 - p, p].
+#: Test-time augmentations of a segmenter
+#: (:func:`bone_tumor_tf.inference.segmentation.predict_probability_maps`).
+SEGMENTATION_TTA = ("none", "flip")
+
+
+def predict_on_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model`` on float inputs ``x`` batch by batch: the outputs concatenated (float32).
 
     Batches go through ``predict_on_batch``: the same compiled predict function as
     ``model.predict``, without the ``tf.data`` pipeline that ``predict`` builds on every
     call, which costs more than the model itself for the few images of one radiograph
-    (the diagnosis chain calls this once per image; ``bench/diagnose_chain.py``).
+    (the diagnosis chain calls this once per chunk of images; ``bench/diagnose_chain.py``).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
+    chunks = [np.asarray(model.predict_on_batch(x[i:i + int(batch_size)]), np.float32)
+              for i in range(0, len(x), int(batch_size))]
+    if chunks:
+        return np.concatenate(chunks)
+    return np.zeros((0, *(int(d) for d in model.outputs[0].shape[1:])), np.float32)
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (N, K) for ``uint8`` inputs (N, S, S); sigmoid -> [1 - p, p].
+
+    Batch by batch through :func:`predict_on_batches`.
     """
     x = np.asarray(images, np.float32)
     if x.ndim == 3:
         x = x[..., None]
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size={batch_size}: must be >= 1")
-    chunks = [np.asarray(model.predict_on_batch(x[i:i + int(batch_size)]), np.float64)
-              for i in range(0, len(x), int(batch_size))]
-    probs = (np.concatenate(chunks) if chunks
-             else np.zeros((0, int(model.outputs[0].shape[-1])), np.float64))
+    probs = predict_on_batches(model, x, batch_size).astype(np.float64)
     if probs.shape[-1] == 1:
         probs = np.concatenate([1.0 - probs, probs], axis=-1)
     return probs

@@ -90,7 +90,7 @@ def predict_classifier(model, files, batch_size: int = 32, progress: bool = True
 
 
 def predict_segmentation(model, files, out: str | Path, threshold: float | None = None,
-                         batch_size: int = 8) -> list[dict]:
+                         batch_size: int = 8, tta: str = "none") -> list[dict]:
     """Masks and overlays of ``files`` in ``out`` (see
     :func:`bone_tumor_tf.inference.segmentation.predict_masks`); one dict per file.
 
@@ -98,4 +98,5 @@ def predict_segmentation(model, files, out: str | Path, threshold: float | None 
     """
     if threshold is None:
         threshold = read_contract(model).threshold
-    return predict_masks(model, files, out, threshold=threshold, batch_size=batch_size)
+    return predict_masks(model, files, out, threshold=threshold, batch_size=batch_size,
+                         tta=tta)

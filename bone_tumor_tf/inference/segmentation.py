@@ -29,11 +29,13 @@ from bone_tumor_tf.data.preprocess import CropGeometry, map_to_original
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
 from bone_tumor_tf.explain.overlay import overlay_masks
 from bone_tumor_tf.inference import expand_inputs, load_input
+from bone_tumor_tf.inference.inputs import SEGMENTATION_TTA, predict_on_batches
 from bone_tumor_tf.io import unique_stems, write_png
 from bone_tumor_tf.models.contract import is_segmentation_model
 from bone_tumor_tf.models.loading import load_model
 
 __all__ = [
+    "SEGMENTATION_TTA",
     "OriginalResolutionPredictions",
     "ground_truth_mask",
     "predict_masks",
@@ -42,24 +44,35 @@ __all__ = [
 ]
 
 
-def predict_probability_maps(model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+def predict_probability_maps(model, images: np.ndarray, batch_size: int = 8,
+                             tta: str = "none") -> np.ndarray:
     """Tumor probabilities of model-space images.
 
     Args:
         model: a segmentation model, input ``(N, S, S, 1)`` in [0, 255].
         images: ``uint8`` (or float in [0, 255]) array ``(N, S, S)`` or ``(N, S, S, 1)``.
         batch_size: images per forward pass.
+        tta: ``none``, or ``flip``: the mean of the map of the image and the mirrored map
+            of its left-right mirror image (the training augmentation flips left-right, so
+            both are maps the model was taught to make). Costs a second forward pass. On
+            the real BTXRD validation split it marked fewer normal radiographs at equal
+            tumor Dice (``docs/real-data-decisions.md``, eleventh session).
 
     Returns:
         float32 ``(N, S, S)``, values in [0, 1].
     """
+    if tta not in SEGMENTATION_TTA:
+        raise ValueError(f"tta={tta!r}: expected one of {SEGMENTATION_TTA}")
     x = np.asarray(images, np.float32)
     if x.ndim == 3:
         x = x[..., None]
     if len(x) == 0:
         return np.zeros(x.shape[:3], np.float32)
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.clip(np.asarray(probs, np.float32)[..., 0], 0.0, 1.0)
+    probs = predict_on_batches(model, x, batch_size)[..., 0]
+    if tta == "flip":
+        mirrored = np.ascontiguousarray(x[:, :, ::-1])
+        probs = (probs + predict_on_batches(model, mirrored, batch_size)[..., 0][:, :, ::-1]) / 2
+    return np.clip(probs, 0.0, 1.0).astype(np.float32)
 
 
 def ground_truth_mask(record, original_hw: tuple[int, int]) -> np.ndarray:
@@ -137,7 +150,7 @@ def predictions_at_original_resolution(model, images: np.ndarray,
 
 def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
                   image_size: int | None = None, threshold: float = 0.5,
-                  batch_size: int = 8) -> list[dict]:
+                  batch_size: int = 8, tta: str = "none") -> list[dict]:
     """Tumor masks of new radiographs, at each input's original resolution.
 
     Each image is read as gray, scaled (aspect preserved) and zero-padded to the model's
@@ -156,6 +169,7 @@ def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
         image_size: S; default the model's input size (must agree with it when static).
         threshold: probability threshold in (0, 1).
         batch_size: images per forward pass (and per decoding chunk).
+        tta: test-time augmentation (:func:`predict_probability_maps`).
 
     Returns:
         One dict per input, in input order (``file`` and a one-line ``error`` for a file
@@ -198,7 +212,7 @@ def predict_masks(model, files: Sequence[str | Path], out_dir: str | Path,
         if not prepared:
             continue
         probs = predict_probability_maps(model, np.stack([p.input for _, p in prepared]),
-                                         batch_size)
+                                         batch_size, tta=tta)
         for (index, item), prob in zip(prepared, probs, strict=True):
             stem = stems[index]
             prob_original = np.clip(map_to_original(prob, item.geometry), 0.0, 1.0)

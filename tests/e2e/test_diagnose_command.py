@@ -98,6 +98,9 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
     assert rate["rate"] == pytest.approx(np.mean(flags))
     report = (out / "diagnosis_report.md").read_text()
     assert "mAP50" in report and "chain - oracle" in report
+    # the segmenter's own threshold and the default test-time augmentation, on record
+    assert metrics["segmenter"] == {"mask_threshold": 0.5, "tta": "flip"}
+    assert "mask at 0.5, test-time augmentation flip" in report
 
     # An operating point on the same folder: the rows are reused (nothing is diagnosed
     # again) and the decisions recomputed from their probabilities at the new threshold.
@@ -129,6 +132,26 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
         assert chain[key] == pytest.approx(whole[key])
     assert chain["recall"] == pytest.approx(whole["recall"])
     assert chain["macro_auc"] != pytest.approx(again["image_level"]["chain"]["macro_auc"])
+
+
+def test_a_rerun_with_other_chain_settings_is_refused_in_one_line(models, synthetic_btxrd,
+                                                                   tmp_path, capsys):
+    """Rows of two chains never mix in one folder: a rerun that would segment differently
+    is refused; one that only changes the decision rule reuses the rows."""
+    images = sorted((synthetic_btxrd / "images").iterdir())[:2]
+    out = tmp_path / "out"
+    argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
+            "--out", str(out), "--cam", "none", *map(str, images)]
+    assert main([*argv, "--tta", "none"]) == 0
+    capsys.readouterr()
+    for extra, changed in ((["--tta", "flip"], "segmenter_tta: none there, flip now"),
+                           (["--tta", "none", "--min-area", "7"], "min_area: 64 there, 7 now"),
+                           (["--tta", "none", "--threshold", "0.7"], "mask_threshold: 0.5")):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(out) in err[0] and changed in err[0]
+    assert main([*argv, "--tta", "none", "--tumor-threshold", "0.6"]) == 0
+    assert len((out / "diagnoses.jsonl").read_text().splitlines()) == len(images)
 
 
 def test_chunked_run_gives_the_rows_and_panels_of_one_image_at_a_time(models, synthetic_btxrd,
