@@ -179,7 +179,8 @@ def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
     monkeypatch.setattr(real_demo, "choose_cam", lambda demo, whole: {
         "method": "gradcam", "layer": None})
     monkeypatch.setattr(real_demo, "choose_point", lambda demo, unet, crops, whole: (
-        segmenters.append(unet) or {"whole_image_weight": 0.5, "tumor_threshold": None}))
+        segmenters.append(unet) or {"mask_threshold": 0.8, "whole_image_weight": 0.5,
+                                    "tumor_threshold": None}))
     real_demo._run_steps(demo, runs, {})
     tuned = demo.commands["attention-unet-normals"]
     assert f"--init-from {runs['attention-unet']}" in tuned
@@ -187,6 +188,8 @@ def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
     assert segmenters == [runs["attention-unet-normals"]]
     segmenter = runs["attention-unet-normals"] / "model.keras"
     assert f"--segmenter {segmenter}" in demo.commands["diagnosis-test"]
+    # at the operating point chosen on validation
+    assert "--whole-image-weight 0.5 --threshold 0.8 --data" in demo.commands["diagnosis-test"]
     # the same weights, scored at the threshold chosen under the 15% budget
     assert (f"--init-from {runs['attention-unet-normals']} --image-size 128 --epochs 0 "
             "--max-normal-marked 0.15") in demo.commands["attention-unet-normals-budget"]
@@ -207,3 +210,46 @@ def test_the_chain_uses_the_unet_trained_on_with_normals(tmp_path, monkeypatch):
             "Dice 0.100 with 12.0% of normal radiographs marked)") in summary
     assert ("| same U-Net, mask threshold 0.97 (at most 15% of normal val images marked) | "
             "normal test radiographs given a tumor mask | 0.000") in summary
+
+
+def test_chain_operating_point_includes_the_mask_threshold_chosen_on_validation(
+        tmp_path, monkeypatch):
+    """Each mask threshold's validation run is scored under the false-alarm budget; the best
+    one is chosen, and the runs are reused (not diagnosed again) when they exist."""
+    from types import SimpleNamespace
+
+    names = ("normal", "benign", "malignant")
+    records = [SimpleNamespace(path=tmp_path / f"{c}{k}.png", label=c)
+               for c in names for k in range(4)]
+    monkeypatch.setattr(real_demo, "split_records", lambda *args: records)
+    demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
+
+    def one_hot(c):
+        return {n: float(n == c) for n in names}
+
+    def rows(calls):  # an uninformative whole-image model: the chain must decide
+        return [{"file": str(r.path), "chain_probabilities": one_hot(call),
+                 "whole_image_probabilities": dict.fromkeys(names, 1 / 3)}
+                for r, call in zip(records, calls, strict=True)]
+
+    truth = [r.label for r in records]
+    shifted = [names[(names.index(c) + 1) % 3] for c in truth]  # every image wrong
+    one_wrong = ["benign"] + truth[1:]  # one normal radiograph called a tumor (1 of 4)
+    for folder, calls in (("diagnosis-val", shifted), ("diagnosis-val-mask0.8", truth),
+                          ("diagnosis-val-mask0.7", one_wrong)):
+        _write(demo.out / folder / "diagnosis_metrics.json", {})
+        (demo.out / folder / "diagnoses.jsonl").write_text(
+            "\n".join(json.dumps(row) for row in rows(calls)))
+    point = real_demo.choose_point(demo, tmp_path / "unet", tmp_path / "crops",
+                                   tmp_path / "whole")
+    assert point["mask_threshold"] == 0.8 and point["balanced_accuracy"] == pytest.approx(1.0)
+    assert point["whole_image_weight"] == 0.0 and point["false_tumor_rate"] == 0.0
+    for folder, mask in (("diagnosis-val", None), ("diagnosis-val-mask0.8", 0.8),
+                         ("diagnosis-val-mask0.7", 0.7)):
+        saved = json.loads((demo.out / folder / "operating_point.json").read_text())
+        assert saved["mask_threshold"] == mask
+        assert ("--threshold" in demo.commands[folder]) == (mask is not None)
+    # the 0.7 run breaks the 15% budget at weight 0 (1 of 4 normals flagged)
+    saved = json.loads((demo.out / "diagnosis-val-mask0.7" / "operating_point.json").read_text())
+    assert saved["balanced_accuracy"] < 1.0
+    assert demo.timings == {}
