@@ -9,7 +9,10 @@ folder (a rerun into the same folder would skip every image), and checks that bo
 the same rows. Before the timed repetitions one untimed run of each arm builds the
 predict functions and the CAM model (costs paid once per command).
 
-A second figure isolates the model call: ``predict_probabilities`` (``predict_on_batch``)
+A second figure prices the segmenter's flip test-time augmentation (``--tta flip``, the
+command's default: two U-Net passes) against one pass, chunked, without CAM.
+
+A third figure isolates the model call: ``predict_probabilities`` (``predict_on_batch``)
 against ``model.predict`` on one to three crops, the sizes the chain classifies per
 radiograph.
 
@@ -101,6 +104,39 @@ def chain_arms(models, files, cam_method: str, chunk_size: int, reps: int) -> di
             "times_s": {k: v["times_s"] for k, v in timed.items()}}
 
 
+def tta_arms(models, files, chunk_size: int, reps: int) -> dict:
+    """The chunked chain (no CAM) with the segmenter's flip TTA / without: its cost."""
+    from dataclasses import replace
+
+    from bone_tumor_tf.diagnosis.run import diagnose_files
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-tta-"))
+    counter = {"n": 0}
+
+    def arm(tta: str):
+        chain = replace(models, tta=tta)
+
+        def run():
+            counter["n"] += 1
+            out = scratch / f"{tta}-{counter['n']}"
+            start = time.perf_counter()
+            diagnose_files(chain, files, out, cam_method="none", chunk_size=chunk_size)
+            seconds = time.perf_counter() - start
+            shutil.rmtree(out, ignore_errors=True)
+            return seconds
+        return run
+
+    arms = {"flip": arm("flip"), "none": arm("none")}
+    for warm in arms.values():
+        warm()
+    timed = interleaved(arms, reps)
+    shutil.rmtree(scratch, ignore_errors=True)
+    flip, none = timed["flip"]["median_s"], timed["none"]["median_s"]
+    return {"images": len(files), "flip_s_per_image": flip / len(files),
+            "none_s_per_image": none / len(files), "cost": flip / none,
+            "times_s": {k: v["times_s"] for k, v in timed.items()}}
+
+
 def predict_arms(model, size: int, calls: int, reps: int) -> dict:
     """``predict_probabilities`` vs ``model.predict`` on 1-3 crops per call."""
     from bone_tumor_tf.inference import predict_probabilities
@@ -162,6 +198,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     chains = [chain_arms(models, files, cam, chunk_size, args.reps)
               for cam in ("none", "gradcam++")]
+    tta = tta_arms(models, files, chunk_size, args.reps)
     predict = predict_arms(models.classifier, models.classifier_size, args.predict_calls,
                            2 * args.reps + 1)
     worst = min(c["speedup"] for c in chains)
@@ -169,6 +206,8 @@ def main(argv=None) -> int:
         f"CAM {c['cam']}: {c['speedup']:.1f}x ({c['one_at_a_time_s_per_image']:.3f} vs "
         f"{c['chunked_s_per_image']:.3f} s/image, max |diff| {c['max_abs_difference']:.1e})"
         for c in chains)
+    notes += (f"; segmenter flip TTA / one pass (chunked, no CAM): {tta['cost']:.2f}x "
+              f"({tta['flip_s_per_image']:.3f} vs {tta['none_s_per_image']:.3f} s/image)")
     notes += (f"; classifier call on 1-3 crops: predict_on_batch {predict['speedup']:.1f}x "
               f"faster than model.predict ({predict['predict_probabilities_ms_per_call']:.0f} "
               f"vs {predict['model_predict_ms_per_call']:.0f} ms)")
@@ -176,7 +215,7 @@ def main(argv=None) -> int:
                    {"models": {"segmenter": str(segmenter), "classifier": str(classifier),
                                "whole_image": str(whole) if whole else None},
                     "data": str(data), "split": args.split, "chains": chains,
-                    "predict": predict, "seconds": time.perf_counter() - started},
+                    "tta": tta, "predict": predict, "seconds": time.perf_counter() - started},
                    "one at a time / chunked seconds per image (worst CAM setting)", worst,
                    "reported", None, notes=notes)
     document = {"machine": machine_info(), "options": vars(args), "results": [entry]}
