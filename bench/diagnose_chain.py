@@ -70,31 +70,42 @@ def _max_difference(a: list[dict], b: list[dict]) -> float:
     return worst
 
 
-def chain_arms(models, files, cam_method: str, chunk_size: int, reps: int) -> dict:
-    """Per-image vs chunked chain on ``files``; seconds per image and the speed-up."""
+def _time_chains(arms: dict[str, tuple], files, reps: int) -> tuple[dict, dict]:
+    """Time :func:`diagnose_files` arms side by side: ``arms`` maps a name to ``(models,
+    chunk_size, cam_method)``. Each run writes into a new folder (a rerun into the same
+    folder would skip every image); one untimed run of each arm first (predict functions
+    traced, CAM model cloned: paid once per command). Returns the timings and each arm's
+    rows."""
     from bone_tumor_tf.diagnosis.run import diagnose_files
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-diagnose-"))
     outputs: dict[str, list[dict]] = {}
     counter = {"n": 0}
 
-    def arm(size: int, name: str):
+    def arm(name: str, models, chunk_size: int, cam_method: str):
         def run():
             counter["n"] += 1
             out = scratch / f"{name}-{counter['n']}"
             start = time.perf_counter()
             outputs[name] = diagnose_files(models, files, out, cam_method=cam_method,
-                                           chunk_size=size)
+                                           chunk_size=chunk_size)
             seconds = time.perf_counter() - start
             shutil.rmtree(out, ignore_errors=True)
             return seconds
         return run
 
-    arms = {"one_at_a_time": arm(1, "one_at_a_time"), "chunked": arm(chunk_size, "chunked")}
-    for warm in arms.values():  # predict functions traced, CAM model cloned: paid once
+    runs = {name: arm(name, *config) for name, config in arms.items()}
+    for warm in runs.values():
         warm()
-    timed = interleaved(arms, reps)
+    timed = interleaved(runs, reps)
     shutil.rmtree(scratch, ignore_errors=True)
+    return timed, outputs
+
+
+def chain_arms(models, files, cam_method: str, chunk_size: int, reps: int) -> dict:
+    """Per-image vs chunked chain on ``files``; seconds per image and the speed-up."""
+    timed, outputs = _time_chains({"one_at_a_time": (models, 1, cam_method),
+                                   "chunked": (models, chunk_size, cam_method)}, files, reps)
     single, chunked = timed["one_at_a_time"]["median_s"], timed["chunked"]["median_s"]
     return {"cam": cam_method, "images": len(files), "chunk_size": chunk_size,
             "one_at_a_time_s_per_image": single / len(files),
@@ -108,29 +119,8 @@ def tta_arms(models, files, chunk_size: int, reps: int) -> dict:
     """The chunked chain (no CAM) with the segmenter's flip TTA / without: its cost."""
     from dataclasses import replace
 
-    from bone_tumor_tf.diagnosis.run import diagnose_files
-
-    scratch = Path(tempfile.mkdtemp(prefix="bench-tta-"))
-    counter = {"n": 0}
-
-    def arm(tta: str):
-        chain = replace(models, tta=tta)
-
-        def run():
-            counter["n"] += 1
-            out = scratch / f"{tta}-{counter['n']}"
-            start = time.perf_counter()
-            diagnose_files(chain, files, out, cam_method="none", chunk_size=chunk_size)
-            seconds = time.perf_counter() - start
-            shutil.rmtree(out, ignore_errors=True)
-            return seconds
-        return run
-
-    arms = {"flip": arm("flip"), "none": arm("none")}
-    for warm in arms.values():
-        warm()
-    timed = interleaved(arms, reps)
-    shutil.rmtree(scratch, ignore_errors=True)
+    timed, _ = _time_chains({tta: (replace(models, tta=tta), chunk_size, "none")
+                             for tta in ("flip", "none")}, files, reps)
     flip, none = timed["flip"]["median_s"], timed["none"]["median_s"]
     return {"images": len(files), "flip_s_per_image": flip / len(files),
             "none_s_per_image": none / len(files), "cost": flip / none,
