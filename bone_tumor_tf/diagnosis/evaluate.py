@@ -14,8 +14,9 @@ On the images of one split (records with labels and tumor shapes):
 * **Normal images:** the share on which the chain reports a tumor.
 
 The chain's decisions follow its operating point (``tumor_threshold``, see
-:func:`bone_tumor_tf.evaluation.diagnosis.decide`); :func:`choose_operating_point` picks the
-whole-image weight and that threshold on a validation split.
+:func:`bone_tumor_tf.evaluation.diagnosis.decide`);
+:mod:`bone_tumor_tf.diagnosis.operating_point` chooses the whole-image weight and that
+threshold on a validation split.
 
 Writes ``diagnosis_metrics.json`` and ``diagnosis_report.md`` beside the chain's outputs.
 """
@@ -137,71 +138,6 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
     atomic_write_json(out_dir / "diagnosis_metrics.json", metrics)
     atomic_write_text(out_dir / "diagnosis_report.md", render_report(metrics))
     return metrics
-
-
-#: Whole-image weights tried by :func:`choose_operating_point`.
-WHOLE_IMAGE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Tumor thresholds tried by :func:`choose_operating_point` (None: the most probable class).
-TUMOR_THRESHOLDS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def choose_operating_point(rows: Sequence[dict], labels: dict[str, str],
-                           weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS,
-                           tumor_thresholds: Sequence[float | None] = TUMOR_THRESHOLDS,
-                           max_false_tumor_rate: float | None = None) -> dict:
-    """``--whole-image-weight`` and ``--tumor-threshold`` from the chain's validation rows.
-
-    Use it on a validation split, never on the test split. ``rows`` are ``diagnoses.jsonl``
-    rows written with a whole-image model (``chain_probabilities`` and
-    ``whole_image_probabilities``); ``labels`` maps each row's ``file`` to its true class.
-    Rows without both, or without a label, are left out. For each weight ``w`` and
-    threshold ``t`` the image's class is :func:`~bone_tumor_tf.evaluation.diagnosis.decide`
-    of ``(1 - w) * chain + w * whole`` at ``t``. The best balanced accuracy wins among the
-    pairs whose share of normal images called a tumor is at most ``max_false_tumor_rate``
-    (all pairs when None); when no pair meets it, the pair with the fewest false alarms
-    (then the best balanced accuracy) wins. Ties go to the smaller weight (less reliance on
-    the whole-image model), then to the most-probable-class rule, then to the lower
-    threshold.
-
-    Returns:
-        ``{"whole_image_weight", "tumor_threshold", "balanced_accuracy",
-        "false_tumor_rate", "max_false_tumor_rate", "met", "candidates": [{"weight",
-        "tumor_threshold", "balanced_accuracy", "false_tumor_rate"}, ...]}``.
-    """
-    usable = [r for r in rows if "whole_image_probabilities" in r and "chain_probabilities" in r
-              and labels.get(r["file"]) in CLASSES]
-    if not usable:
-        raise ValueError("no diagnosis row with a whole-image probability and a label")
-    y = np.array([CLASSES.index(labels[r["file"]]) for r in usable])
-    chain = np.array([_probability_row(r["chain_probabilities"]) for r in usable])
-    whole = np.array([_probability_row(r["whole_image_probabilities"]) for r in usable])
-    normal = y == 0
-    candidates = []
-    for w in weights:
-        probs = (1.0 - w) * chain + w * whole
-        for t in tumor_thresholds:
-            predicted = decide(probs, t)
-            candidates.append({
-                "weight": float(w), "tumor_threshold": t,
-                "balanced_accuracy": image_metrics(y, probs, t)["balanced_accuracy"],
-                "false_tumor_rate": (float(np.mean(predicted[normal] != 0))
-                                     if normal.any() else None)})
-
-    def order(c):  # larger is better; ties: smaller weight, argmax rule, lower threshold
-        return (c["balanced_accuracy"], -c["weight"], c["tumor_threshold"] is None,
-                -(c["tumor_threshold"] or 0.0))
-
-    cap = max_false_tumor_rate
-    allowed = [c for c in candidates if cap is None or c["false_tumor_rate"] is None
-               or c["false_tumor_rate"] <= cap]
-    if allowed:
-        best = max(allowed, key=order)
-    else:
-        best = max(candidates, key=lambda c: (-c["false_tumor_rate"], *order(c)))
-    return {"whole_image_weight": best["weight"], "tumor_threshold": best["tumor_threshold"],
-            "balanced_accuracy": best["balanced_accuracy"],
-            "false_tumor_rate": best["false_tumor_rate"], "max_false_tumor_rate": cap,
-            "met": bool(allowed), "candidates": candidates}
 
 
 def render_report(metrics: dict) -> str:

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from bone_tumor_tf.diagnosis.chain import Diagnosis
-from bone_tumor_tf.diagnosis.evaluate import choose_operating_point
+from bone_tumor_tf.diagnosis.operating_point import choose_operating_point
 from bone_tumor_tf.evaluation.diagnosis import decide, image_metrics
 
 PROBS = np.array([[0.50, 0.30, 0.20],   # argmax normal; P(tumor) 0.50
@@ -75,3 +75,93 @@ def test_cap_on_false_alarms_moves_the_threshold_up():
                                     tumor_thresholds=(None, 0.5))
     assert not choice["met"] and choice["false_tumor_rate"] == 1.0
     assert len(choice["candidates"]) == 5 * 2
+
+
+def _random_rows(rng, n, informative=0.0):
+    """Rows of ``n`` images with random labels; the chain's probabilities lean towards the
+    true class by ``informative`` (0: pure noise), the whole-image model's never do."""
+    names = ("normal", "benign", "malignant")
+    y = rng.integers(0, 3, n)
+    rows, labels = [], {}
+    for k in range(n):
+        chain = rng.dirichlet(np.ones(3)) * (1 - informative)
+        chain[y[k]] += informative
+        rows.append(_row(f"img{k}", chain, rng.dirichlet(np.ones(3))))
+        labels[f"img{k}"] = names[y[k]]
+    return rows, labels
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_grid_scores_resamples_like_scikit_learn():
+    """Balanced accuracy and false alarms of every setting on a resample (repeats, and a
+    resample with no malignant image) equal scikit-learn's on the repeated rows."""
+    from bone_tumor_tf.diagnosis.operating_point import _Grid
+
+    rng = np.random.default_rng(1)
+    rows, labels = _random_rows(rng, 40, informative=0.3)
+    y = np.array([("normal", "benign", "malignant").index(labels[r["file"]]) for r in rows])
+    grid = _Grid(rows, y, (0.0, 0.5), (None, 0.4, 0.7))
+    no_malignant = np.flatnonzero(y != 2)
+    for index in (rng.integers(0, 40, 40), rng.choice(no_malignant, 30)):
+        accuracy, false_tumor = grid.scores(index)
+        for k, decisions in enumerate(grid.decisions):
+            expected = balanced_accuracy_score(y[index], decisions[index])
+            assert accuracy[k] == pytest.approx(expected)
+            normal = index[y[index] == 0]
+            assert false_tumor[k] == pytest.approx(np.mean(decisions[normal] != 0))
+
+
+def test_choosing_among_settings_on_noise_is_optimistic_and_the_bootstrap_says_so():
+    """Chain and whole-image model know nothing: the best of 80 settings on 300 validation
+    images beats chance there, and the corrected figure falls back towards chance (1/3)."""
+    from bone_tumor_tf.diagnosis.operating_point import selection_optimism
+
+    rng = np.random.default_rng(0)
+    rows_a, labels = _random_rows(rng, 300)
+    rows_b = [_row(r["file"], rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3)))
+              for r in rows_a]
+    result = selection_optimism([rows_a, rows_b], labels, n_resamples=100)
+    apparent = result["apparent"]["balanced_accuracy"]
+    corrected = result["corrected"]["balanced_accuracy"]
+    assert result["n_settings"] == 2 * 40 and result["n_images"] == 300
+    assert apparent > 1 / 3 + 0.02
+    assert result["optimism"]["balanced_accuracy"] > 0.02
+    assert abs(corrected - 1 / 3) < (apparent - 1 / 3) / 2
+    # the choice on all images is the one choose_operating_point and best_point make
+    from bone_tumor_tf.diagnosis.operating_point import best_point
+    points = [choose_operating_point(rows, labels) for rows in (rows_a, rows_b)]
+    assert apparent == pytest.approx(points[best_point(points)]["balanced_accuracy"])
+    again = selection_optimism([rows_a, rows_b], labels, n_resamples=100)
+    assert again == result  # seeded
+
+
+def test_one_setting_chosen_from_nothing_has_no_optimism():
+    from bone_tumor_tf.diagnosis.operating_point import selection_optimism
+
+    rng = np.random.default_rng(2)
+    rows, labels = _random_rows(rng, 400, informative=0.4)
+    result = selection_optimism([rows], labels, weights=(0.5,), tumor_thresholds=(None,),
+                                max_false_tumor_rate=1.0, n_resamples=200)
+    point = choose_operating_point(rows, labels, weights=(0.5,), tumor_thresholds=(None,))
+    assert result["apparent"]["balanced_accuracy"] == pytest.approx(point["balanced_accuracy"])
+    assert result["apparent"]["false_tumor_rate"] == pytest.approx(point["false_tumor_rate"])
+    assert result["same_choice"] == 1.0
+    assert abs(result["optimism"]["balanced_accuracy"]) < 0.01
+    assert abs(result["optimism"]["false_tumor_rate"]) < 0.01
+
+
+def test_a_cap_met_on_validation_is_expected_to_be_exceeded():
+    """Under a cap, the chosen point sits just below it on validation; on new images its
+    false-alarm rate is expected to be higher (negative optimism)."""
+    from bone_tumor_tf.diagnosis.operating_point import selection_optimism
+
+    rng = np.random.default_rng(3)
+    rows, labels = _random_rows(rng, 300, informative=0.2)
+    result = selection_optimism([rows], labels, max_false_tumor_rate=0.15, n_resamples=100)
+    assert result["apparent"]["false_tumor_rate"] <= 0.15
+    assert result["optimism"]["false_tumor_rate"] < 0
+    assert result["corrected"]["false_tumor_rate"] > result["apparent"]["false_tumor_rate"]
+    with pytest.raises(ValueError, match="n_resamples"):
+        selection_optimism([rows], labels, n_resamples=0)
+    with pytest.raises(ValueError, match="no image"):
+        selection_optimism([rows[:5], rows[5:]], labels)

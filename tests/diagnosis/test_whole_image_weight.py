@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bone_tumor_tf.diagnosis.evaluate import choose_operating_point
+from bone_tumor_tf.diagnosis.operating_point import choose_operating_point
 
 
 def choose_whole_image_weight(rows, labels):
