@@ -10,8 +10,9 @@ among the pairs that call at most a given share of the normal radiographs a tumo
 A setting chosen as the best of many on one validation split looks better there than it
 will elsewhere. :func:`selection_optimism` measures by how much, from the validation rows
 alone: the optimism bootstrap (Efron, *JASA* 78:316, 1983; Harrell, Lee & Mark, *Stat Med*
-15:361, 1996) repeats the whole choice on resampled validation images and compares what the
-chosen setting scores there with what it scores on the full validation split.
+15:361, 1996) repeats the whole choice on resampled validation patients and compares what the
+chosen setting scores there with what it scores on the full validation split. Resamples
+draw patients, not images, since a patient's radiographs are not independent.
 """
 
 from __future__ import annotations
@@ -127,7 +128,25 @@ def best_point(points: Sequence[dict]) -> int:
         else -points[k]["false_tumor_rate"]))
 
 
+def resample_indices(groups: Sequence, y: np.ndarray, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """One bootstrap resample of images by patient: ``len(set(groups))`` patient groups
+    drawn with replacement (``rng.integers``), each bringing all its images; drawn again
+    until every class present in ``y`` is present (so every resample scores balanced
+    accuracy and false alarms over the same classes as the full split)."""
+    names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(names))]
+    present = set(np.unique(y).tolist())
+    for _ in range(1000):
+        drawn = rng.integers(0, len(names), len(names))
+        index = np.concatenate([members[g] for g in drawn])
+        if set(np.unique(y[index]).tolist()) == present:
+            return index
+    raise ValueError("no bootstrap resample holds every class: too few patients per class")
+
+
 def selection_optimism(row_sets: Sequence[Sequence[dict]], labels: dict[str, str], *,
+                       groups: dict[str, str] | None = None,
                        weights: Sequence[float] = WHOLE_IMAGE_WEIGHTS,
                        tumor_thresholds: Sequence[float | None] = TUMOR_THRESHOLDS,
                        max_false_tumor_rate: float | None = None, n_resamples: int = 200,
@@ -137,18 +156,22 @@ def selection_optimism(row_sets: Sequence[Sequence[dict]], labels: dict[str, str
     The choice is the whole procedure: :func:`choose_operating_point` on each validation
     run of ``row_sets`` (e.g. one per mask threshold, on the same images), then
     :func:`best_point` among them. Optimism bootstrap (Efron 1983; Harrell, Lee & Mark
-    1996): on each of ``n_resamples`` resamples of the validation images (with
-    replacement), make the choice again and take what its setting scores on the resample
-    minus what it scores on all validation images; the mean of those differences is the
-    optimism, and the apparent figure minus it estimates what the procedure's choice will
-    score on new images from the same population. Images are the ones every run has a
-    usable row for.
+    1996): on each of ``n_resamples`` resamples of the validation patients
+    (:func:`resample_indices`; ``groups`` maps each file to its patient, None: every image
+    its own), make the choice again and take what its setting scores on the resample minus
+    what it scores on all validation images; the mean of those differences is the optimism.
+    The apparent figure minus it estimates what the procedure's choice scores on new
+    patients from the same population; it is an estimate from the validation split, not a
+    measurement, and it still tends to the optimistic side when the candidates are many.
+    Images are the ones every run has a usable row for.
 
     Returns:
-        ``{"method", "n_resamples", "seed", "n_images", "n_settings", "apparent",
-        "optimism", "corrected", "same_choice"}``; the middle three hold
-        ``balanced_accuracy`` and ``false_tumor_rate``; ``same_choice`` is the share of
-        resamples that chose the setting chosen on all images.
+        ``{"method", "n_resamples", "seed", "n_images", "n_groups", "n_settings",
+        "apparent", "optimism", "corrected", "same_choice", "chosen_run",
+        "chosen_setting"}``; ``apparent``, ``optimism`` and ``corrected`` hold
+        ``balanced_accuracy`` and ``false_tumor_rate`` (None without normal images);
+        ``same_choice`` is the share of resamples that chose the setting chosen on all
+        images (run ``chosen_run``, ``{"weight", "tumor_threshold"}``).
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
@@ -157,6 +180,7 @@ def selection_optimism(row_sets: Sequence[Sequence[dict]], labels: dict[str, str
     if not files:
         raise ValueError("no image with a usable diagnosis row in every run")
     y = np.array([CLASSES.index(labels[f]) for f in files])
+    patients = [f if groups is None else groups.get(f, f) for f in files]
     grids = [_Grid([u[f] for f in files], y, weights, tumor_thresholds) for u in usable]
 
     def choose(index):
@@ -176,31 +200,32 @@ def selection_optimism(row_sets: Sequence[Sequence[dict]], labels: dict[str, str
         return np.array([accuracy[setting],
                          np.nan if false_tumor is None else false_tumor[setting]])
 
+    def on_resample(point):
+        return np.array([point["balanced_accuracy"], np.nan
+                         if point["false_tumor_rate"] is None else point["false_tumor_rate"]])
+
     chosen_run, chosen = choose(everything)
     apparent = on_all(chosen_run, chosen["setting"])
     rng = np.random.default_rng(seed)
     differences, same = [], 0
     for _ in range(n_resamples):
-        index = rng.integers(0, len(y), len(y))
-        run, point = choose(index)
-        on_resample = np.array([point["balanced_accuracy"], np.nan
-                                if point["false_tumor_rate"] is None
-                                else point["false_tumor_rate"]])
-        differences.append(on_resample - on_all(run, point["setting"]))
+        run, point = choose(resample_indices(patients, y, rng))
+        differences.append(on_resample(point) - on_all(run, point["setting"]))
         same += (run, point["setting"]) == (chosen_run, chosen["setting"])
-    differences = np.array(differences).reshape(-1, 2)
-    optimism = np.array([column[~np.isnan(column)].mean() if (~np.isnan(column)).any()
-                         else np.nan for column in differences.T])
-    if np.isnan(apparent[1]):  # no normal radiograph: no false-alarm figure
-        optimism[1] = np.nan
+    # every resample holds the classes of the full split, so both columns are complete
+    optimism = np.mean(differences, axis=0)
 
-    def figures(values):
+    def as_dict(values):
         return {"balanced_accuracy": float(values[0]),
                 "false_tumor_rate": None if np.isnan(values[1]) else float(values[1])}
 
-    return {"method": "optimism bootstrap (Efron 1983; Harrell, Lee & Mark 1996)",
+    weight, threshold = grids[chosen_run].settings[chosen["setting"]]
+    return {"method": "optimism bootstrap over patients (Efron 1983; Harrell, Lee & Mark "
+                      "1996)",
             "n_resamples": n_resamples, "seed": seed, "n_images": len(y),
+            "n_groups": len(set(patients)),
             "n_settings": sum(len(g.settings) for g in grids),
-            "apparent": figures(apparent), "optimism": figures(optimism),
-            "corrected": figures(apparent - optimism),
-            "same_choice": same / n_resamples}
+            "apparent": as_dict(apparent), "optimism": as_dict(optimism),
+            "corrected": as_dict(apparent - optimism), "same_choice": same / n_resamples,
+            "chosen_run": chosen_run,
+            "chosen_setting": {"weight": weight, "tumor_threshold": threshold}}

@@ -109,6 +109,10 @@ def test_grid_scores_resamples_like_scikit_learn():
             assert accuracy[k] == pytest.approx(expected)
             normal = index[y[index] == 0]
             assert false_tumor[k] == pytest.approx(np.mean(decisions[normal] != 0))
+    accuracy, false_tumor = grid.scores(np.flatnonzero(y != 0))  # no normal radiograph
+    assert false_tumor is None
+    assert accuracy[0] == pytest.approx(balanced_accuracy_score(y[y != 0],
+                                                                grid.decisions[0][y != 0]))
 
 
 def test_choosing_among_settings_on_noise_is_optimistic_and_the_bootstrap_says_so():
@@ -145,7 +149,7 @@ def test_one_setting_chosen_from_nothing_has_no_optimism():
     point = choose_operating_point(rows, labels, weights=(0.5,), tumor_thresholds=(None,))
     assert result["apparent"]["balanced_accuracy"] == pytest.approx(point["balanced_accuracy"])
     assert result["apparent"]["false_tumor_rate"] == pytest.approx(point["false_tumor_rate"])
-    assert result["same_choice"] == 1.0
+    assert result["chosen_setting"] == {"weight": 0.5, "tumor_threshold": None}
     assert abs(result["optimism"]["balanced_accuracy"]) < 0.01
     assert abs(result["optimism"]["false_tumor_rate"]) < 0.01
 
@@ -165,3 +169,75 @@ def test_a_cap_met_on_validation_is_expected_to_be_exceeded():
         selection_optimism([rows], labels, n_resamples=0)
     with pytest.raises(ValueError, match="no image"):
         selection_optimism([rows[:5], rows[5:]], labels)
+
+
+def test_each_resample_makes_the_choice_choose_operating_point_would_make():
+    """Brute force: rebuild each resample's rows (repeats renamed), choose with
+    choose_operating_point per run and best_point across runs, score the winner on all
+    images; the mean difference is the optimism selection_optimism reports."""
+    from bone_tumor_tf.diagnosis.operating_point import (
+        best_point,
+        resample_indices,
+        selection_optimism,
+    )
+
+    rng = np.random.default_rng(4)
+    rows_a, labels = _random_rows(rng, 60, informative=0.15)
+    rows_b = [_row(r["file"], rng.dirichlet(np.ones(3)), r["whole_image_probabilities"]
+                   .values()) for r in rows_a]
+    groups = {r["file"]: f"P{k // 3}" for k, r in enumerate(rows_a)}  # 3 images a patient
+    runs = [rows_a, rows_b]
+    options = {"weights": (0.0, 0.5, 1.0), "tumor_thresholds": (None, 0.4, 0.6),
+               "max_false_tumor_rate": 0.3}
+    result = selection_optimism(runs, labels, groups=groups, n_resamples=15, seed=7, **options)
+    full = [choose_operating_point(rows, labels, **options) for rows in runs]
+
+    def score_on_all(run, point):
+        return next((c["balanced_accuracy"], c["false_tumor_rate"])
+                    for c in full[run]["candidates"]
+                    if (c["weight"], c["tumor_threshold"])
+                    == (point["whole_image_weight"], point["tumor_threshold"]))
+
+    y = np.array([("normal", "benign", "malignant").index(labels[r["file"]]) for r in rows_a])
+    draws = np.random.default_rng(7)
+    differences = []
+    for _ in range(15):
+        index = resample_indices([groups[r["file"]] for r in rows_a], y, draws)
+        resampled_labels = {f"{k}-{rows_a[i]['file']}": labels[rows_a[i]["file"]]
+                            for k, i in enumerate(index)}
+        points = [choose_operating_point([{**rows[i], "file": f"{k}-{rows[i]['file']}"}
+                                          for k, i in enumerate(index)], resampled_labels,
+                                         **options) for rows in runs]
+        run = best_point(points)
+        on_all = score_on_all(run, points[run])
+        differences.append((points[run]["balanced_accuracy"] - on_all[0],
+                            points[run]["false_tumor_rate"] - on_all[1]))
+    expected = np.mean(differences, axis=0)
+    assert result["optimism"]["balanced_accuracy"] == pytest.approx(expected[0])
+    assert result["optimism"]["false_tumor_rate"] == pytest.approx(expected[1])
+    run = best_point(full)
+    assert result["apparent"]["balanced_accuracy"] == pytest.approx(
+        full[run]["balanced_accuracy"])
+    assert result["n_groups"] == 20
+
+
+def test_resamples_draw_whole_patients_and_keep_every_class():
+    from bone_tumor_tf.diagnosis.operating_point import resample_indices
+
+    y = np.array([0, 0, 0, 1, 1, 2, 0, 1])
+    groups = ["a", "a", "b", "c", "c", "d", "e", "f"]  # one malignant patient of six
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        index = resample_indices(groups, y, rng)
+        assert set(y[index]) == {0, 1, 2}
+        drawn = [groups[i] for i in index]
+        for g in set(drawn):  # a drawn patient brings all its radiographs, each time
+            assert drawn.count(g) % groups.count(g) == 0
+
+
+    class FirstPatientOnly:  # a generator that never draws the malignant patient
+        def integers(self, low, high, size):
+            return np.zeros(size, int)
+
+    with pytest.raises(ValueError, match="every class"):
+        resample_indices(groups, y, FirstPatientOnly())
