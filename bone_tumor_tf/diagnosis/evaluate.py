@@ -36,6 +36,7 @@ from bone_tumor_tf.diagnosis.chain import (
     TUMOR_CLASSES,
     combine_with_whole_image,
 )
+from bone_tumor_tf.diagnosis.operating_point import probability_row
 from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
@@ -48,10 +49,6 @@ from bone_tumor_tf.evaluation.diagnosis import (
 )
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number, markdown_table
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
-
-
-def _probability_row(probabilities: dict) -> list[float]:
-    return [float(probabilities[c]) for c in CLASSES]
 
 
 def ground_truth_boxes(record) -> list[tuple[str, tuple]]:
@@ -104,11 +101,11 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
         if "whole_image_probabilities" in row:
             probabilities = combine_with_whole_image(
                 row["chain_probabilities"], row["whole_image_probabilities"], weight)
-        chain.append(_probability_row(probabilities))
+        chain.append(probability_row(probabilities))
         findings.append(CLASSES[int(decide(chain[-1], tumor_threshold)[0])])
         oracle_rows.append(oracle_probs[k])
         if "whole_image_probabilities" in row:
-            whole.append(_probability_row(row["whole_image_probabilities"]))
+            whole.append(probability_row(row["whole_image_probabilities"]))
     if not labels:
         raise DataError(out_dir, "every image failed; see diagnoses.jsonl")
     y = np.array([CLASSES.index(label) for label in labels])

@@ -30,7 +30,8 @@ WHOLE_IMAGE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUMOR_THRESHOLDS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _probability_row(probabilities: dict) -> list[float]:
+def probability_row(probabilities: dict) -> list[float]:
+    """A ``{"normal": p, "benign": p, "malignant": p}`` dict as a list in ``CLASSES`` order."""
     return [float(probabilities[c]) for c in CLASSES]
 
 
@@ -46,8 +47,8 @@ class _Grid:
     (mean recall over the classes present) and the share of normals called a tumor."""
 
     def __init__(self, rows: Sequence[dict], y: np.ndarray, weights, tumor_thresholds):
-        chain = np.array([_probability_row(r["chain_probabilities"]) for r in rows])
-        whole = np.array([_probability_row(r["whole_image_probabilities"]) for r in rows])
+        chain = np.array([probability_row(r["chain_probabilities"]) for r in rows])
+        whole = np.array([probability_row(r["whole_image_probabilities"]) for r in rows])
         self.y = y
         self.settings = [(float(w), t) for w in weights for t in tumor_thresholds]
         self.decisions = np.stack([decide((1.0 - w) * chain + w * whole, t)
