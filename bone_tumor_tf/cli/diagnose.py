@@ -31,7 +31,10 @@ def build_parser(prog: str = "bone-tumor diagnose"):
     parser = command_parser(prog, "Diagnose radiographs with a segmenter and a gt-box crop "
                                   "classifier (and optionally a whole-image classifier).",
                             EXAMPLES)
-    parser.add_argument("--segmenter", required=True, help="U-Net .keras saved by the toolkit")
+    parser.add_argument("--segmenter", required=True, action="append",
+                        help="U-Net .keras saved by the toolkit; repeat it for an ensemble "
+                             "(the mean of the U-Nets' maps; then choose --threshold on a "
+                             "validation split)")
     parser.add_argument("--classifier", required=True,
                         help="three-class classifier trained with --crop gt-box")
     parser.add_argument("--whole-image", default=None,
@@ -50,7 +53,7 @@ def build_parser(prog: str = "bone-tumor diagnose"):
                         help="splits file (default: the classifier run's splits.csv)")
     parser.add_argument("--out", required=True, help="output folder (a rerun resumes)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="mask threshold (default: the segmenter's own)")
+                        help="mask threshold (default: the (first) segmenter's own)")
     parser.add_argument("--tta", default=DEFAULT_SEGMENTER_TTA, choices=SEGMENTATION_TTA,
                         help="segmenter test-time augmentation: flip averages the map with "
                              "the mirrored map of the mirrored radiograph (default: "

@@ -16,19 +16,22 @@ from bone_tumor_tf.inference import expand_inputs
 logger = logging.getLogger(__name__)
 
 
-def split_records(data, split: str, splits_csv: Path | None, segmenter: Path):
-    """The records of ``split`` of ``data``; warns when the segmenter trained on any of them."""
+def split_records(data, split: str, splits_csv: Path | None, segmenter):
+    """The records of ``split`` of ``data``; warns when a segmenter (a path, or several)
+    trained on any of them."""
     chosen = select_split(load_dataset(data).records, split, splits_csv, data)
     if split == "all":
         return chosen
     wanted = {r.image_id for r in chosen}
-    seg_splits = segmenter.parent / "splits.csv"
-    if seg_splits.is_file():
-        seg = load_splits(seg_splits)
-        trained = set(seg.loc[seg["split"] == "train", "image_id"]) & wanted
-        if trained:
-            logger.warning("%s: the segmenter trained on %d of the %d %s images; its figures "
-                           "here are optimistic", seg_splits, len(trained), len(chosen), split)
+    for path in [segmenter] if isinstance(segmenter, (str, Path)) else segmenter:
+        seg_splits = Path(path).parent / "splits.csv"
+        if seg_splits.is_file():
+            seg = load_splits(seg_splits)
+            trained = set(seg.loc[seg["split"] == "train", "image_id"]) & wanted
+            if trained:
+                logger.warning("%s: the segmenter trained on %d of the %d %s images; its "
+                               "figures here are optimistic", seg_splits, len(trained),
+                               len(chosen), split)
     return chosen
 
 
@@ -48,7 +51,7 @@ def diagnose_command(args) -> dict:
     if args.data:
         splits_csv = Path(args.splits) if args.splits else Path(args.classifier).parent / \
             "splits.csv"
-        records = split_records(args.data, args.split, splits_csv, Path(args.segmenter))
+        records = split_records(args.data, args.split, splits_csv, args.segmenter)
         metrics = evaluate_chain(models, records, out, seed=args.seed,
                                  n_bootstrap=args.n_bootstrap, **options)
         chain = metrics["image_level"]["chain"]

@@ -129,7 +129,8 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
             image_level["oracle"]["balanced_accuracy"]),
         "normal_false_tumor_rate": false_tumor_rate(findings, labels, n_bootstrap, seed),
         "models": models.paths,
-        "segmenter": {"mask_threshold": float(models.threshold), "tta": models.tta},
+        "segmenter": {"mask_threshold": float(models.threshold), "tta": models.tta,
+                      "n_segmenters": len(models.segmenters)},
         "options": {k: v for k, v in diagnose_options.items()},
     }
     atomic_write_json(out_dir / "diagnosis_metrics.json", metrics)
@@ -145,7 +146,9 @@ def render_report(metrics: dict) -> str:
              "read.", ""]
     segmenter = metrics.get("segmenter")
     if segmenter:
-        lines += [f"Regions: the segmenter's mask at {segmenter['mask_threshold']:g}, "
+        n = segmenter.get("n_segmenters", 1)
+        source = (f"the mean map of {n} segmenters" if n > 1 else "the segmenter's mask")
+        lines += [f"Regions: {source} at {segmenter['mask_threshold']:g}, "
                   f"test-time augmentation {segmenter['tta']}.", ""]
     lines += ["## Detection (IoU 0.5, all-point interpolated AP)", ""]
     lines += markdown_table(

@@ -1,6 +1,7 @@
 """The three models of the diagnosis chain, loaded and checked against their roles.
 
-``--segmenter`` must be a segmentation model, ``--classifier`` a three-class crop
+``--segmenter`` must be a segmentation model (several: an ensemble whose mean map the chain
+thresholds; all of one input size), ``--classifier`` a three-class crop
 classifier trained with crop mode ``gt-box``, ``--whole-image`` (optional) a three-class
 classifier trained on whole radiographs (crop mode ``none``). A model given in the wrong
 role, or one whose input convention the chain cannot feed (not one grey channel in
@@ -27,7 +28,10 @@ from bone_tumor_tf.models.loading import load_model
 
 @dataclass
 class ChainModels:
-    """Loaded models with what the chain needs of their contracts."""
+    """Loaded models with what the chain needs of their contracts.
+
+    ``segmenter``: one segmentation model, or a sequence of them (an ensemble: the chain
+    thresholds the mean of their maps)."""
 
     segmenter: object
     segmenter_size: int
@@ -41,15 +45,23 @@ class ChainModels:
     paths: dict | None = None
     tta: str = "none"
 
+    @property
+    def segmenters(self) -> list:
+        """The segmentation models (one, or an ensemble's)."""
+        return list(self.segmenter) if isinstance(self.segmenter, (list, tuple)) \
+            else [self.segmenter]
+
     def segment_batch(self, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Tumor probabilities ``(H, W)`` of each decoded radiograph (any sizes), on its own
-        grid, in one model call (two with ``tta="flip"``)."""
+        grid: one model call per segmenter (two with ``tta="flip"``); with several
+        segmenters the mean of their maps, each made with the same ``tta``."""
         if not originals:
             return []
         geometries = [plan_geometry(o.shape[:2], self.segmenter_size, upscale=True)
                       for o in originals]
         x = np.stack([apply_geometry(o, g) for o, g in zip(originals, geometries, strict=True)])
-        probs = predict_probability_maps(self.segmenter, x, batch_size=len(x), tta=self.tta)
+        probs = np.mean([predict_probability_maps(model, x, batch_size=len(x), tta=self.tta)
+                         for model in self.segmenters], axis=0).astype(np.float32)
         return [np.clip(map_to_original(p, g), 0.0, 1.0)
                 for p, g in zip(probs, geometries, strict=True)]
 
@@ -98,32 +110,59 @@ def _classifier(path: Path, role: str, crop_mode: str):
     return model, contract.image_size, names
 
 
-def load_chain_models(segmenter: str | Path, classifier: str | Path,
+def _segmenter(path: Path):
+    model = load_model(path)
+    if not is_segmentation_model(model):
+        raise ModelFileError(f"{path}: is not a segmentation model; --segmenter needs a "
+                             "U-Net saved by the toolkit (a classifier goes to --classifier)")
+    _check_grey_input(model, path)
+    contract = read_contract(model)
+    _check_input_range(contract, path)
+    return model, contract
+
+
+def segmenter_roles(paths: Sequence[str | Path]) -> dict[str, str]:
+    """``{"segmenter": first, "segmenter_2": second, ...}``: how the chain's settings, reports
+    and review page name the segmenters (one segmenter: the key it always had)."""
+    return {("segmenter" if k == 0 else f"segmenter_{k + 1}"): str(path)
+            for k, path in enumerate(paths)}
+
+
+def load_chain_models(segmenter: str | Path | Sequence[str | Path], classifier: str | Path,
                       whole_image: str | Path | None = None,
                       threshold: float | None = None,
                       tta: str = DEFAULT_SEGMENTER_TTA) -> ChainModels:
     """Load and check the chain's models (see the module docstring for the roles).
 
-    ``threshold``: the mask threshold (default: the segmenter's own); ``tta``: the
-    segmenter's test-time augmentation (:data:`SEGMENTATION_TTA`,
+    ``segmenter``: one path, or several (an ensemble; every one must take the first's
+    input size). ``threshold``: the mask threshold (default: the first segmenter's own,
+    which was chosen for that model's map alone: choose an ensemble's on a validation
+    split); ``tta``: the segmenters' test-time augmentation (:data:`SEGMENTATION_TTA`,
     :func:`bone_tumor_tf.inference.segmentation.predict_probability_maps`).
     """
     if tta not in SEGMENTATION_TTA:
         raise ValueError(f"tta={tta!r}: expected one of {SEGMENTATION_TTA}")
-    segmenter, classifier = Path(segmenter), Path(classifier)
-    seg = load_model(segmenter)
-    if not is_segmentation_model(seg):
-        raise ModelFileError(f"{segmenter}: is not a segmentation model; --segmenter needs a "
-                             "U-Net saved by the toolkit (a classifier goes to --classifier)")
-    _check_grey_input(seg, segmenter)
-    seg_contract = read_contract(seg)
-    _check_input_range(seg_contract, segmenter)
+    seg_paths = [Path(p) for p in ([segmenter] if isinstance(segmenter, (str, Path))
+                                   else segmenter)]
+    if not seg_paths:
+        raise ValueError("at least one segmenter is needed")
+    loaded = [_segmenter(path) for path in seg_paths]
+    size = int(loaded[0][0].inputs[0].shape[1])
+    for path, (model, _) in zip(seg_paths[1:], loaded[1:], strict=True):
+        if int(model.inputs[0].shape[1]) != size:
+            raise ModelFileError(f"{path}: input size {model.inputs[0].shape[1]} differs from "
+                                 f"the first segmenter's {size} ({seg_paths[0]}); an "
+                                 "ensemble's maps are averaged on one grid")
     if threshold is None:
-        threshold = seg_contract.threshold if seg_contract.threshold is not None else 0.5
+        own = loaded[0][1].threshold
+        threshold = own if own is not None else 0.5
+    classifier = Path(classifier)
     cls, cls_size, names = _classifier(classifier, "--classifier", "gt-box")
-    models = ChainModels(seg, int(seg.inputs[0].shape[1]), float(threshold), cls, cls_size,
-                         names, paths={"segmenter": str(segmenter),
-                                       "classifier": str(classifier)}, tta=tta)
+    seg_models = [model for model, _ in loaded]
+    models = ChainModels(seg_models[0] if len(seg_models) == 1 else seg_models, size,
+                         float(threshold), cls, cls_size, names,
+                         paths={**segmenter_roles(seg_paths), "classifier": str(classifier)},
+                         tta=tta)
     if whole_image is not None:
         whole_image = Path(whole_image)
         model, size, whole_names = _classifier(whole_image, "--whole-image", "none")

@@ -99,7 +99,7 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
     report = (out / "diagnosis_report.md").read_text()
     assert "mAP50" in report and "chain - oracle" in report
     # the segmenter's own threshold and the default test-time augmentation, on record
-    assert metrics["segmenter"] == {"mask_threshold": 0.5, "tta": "flip"}
+    assert metrics["segmenter"] == {"mask_threshold": 0.5, "tta": "flip", "n_segmenters": 1}
     assert "mask at 0.5, test-time augmentation flip" in report
 
     # An operating point on the same folder: the rows are reused (nothing is diagnosed
@@ -208,3 +208,37 @@ def test_predict_probabilities_equals_model_predict(models):
         assert got.shape == reference.shape
         np.testing.assert_allclose(got, reference, atol=1e-6)
     assert predict_probabilities(model, images[:0]).shape == (0, 2)
+
+
+def test_an_ensemble_of_one_segmenter_twice_gives_that_segmenters_chain(models, synthetic_btxrd,
+                                                                        tmp_path, capsys):
+    """``--segmenter`` repeated averages the maps; the mean of a map with itself is the map,
+    so the rows and figures equal the single segmenter's, and the outputs name both files."""
+    import shutil
+
+    twin = shutil.copy(models["seg"], tmp_path / "seg-twin.keras")
+    common = ["--classifier", str(models["cls"]), "--data", str(synthetic_btxrd), "--split",
+              "all", "--n-bootstrap", "20", "--cam", "none", "--min-area", "4"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["diagnose", "--segmenter", str(models["seg"]), "--out", str(one), *common]) == 0
+    assert main(["diagnose", "--segmenter", str(models["seg"]), "--segmenter", str(twin),
+                 "--out", str(two), *common]) == 0
+
+    def rows(out):
+        lines = (out / "diagnoses.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k in ("file", "regions",
+                                                                    "probabilities")}
+                for line in lines]
+
+    assert rows(two) == rows(one) and any(r["regions"] for r in rows(one))
+    single, ensemble = (json.loads((d / "diagnosis_metrics.json").read_text()) for d in (one, two))
+    assert ensemble["image_level"] == single["image_level"]
+    assert ensemble["models"]["segmenter_2"] == str(twin)
+    assert ensemble["segmenter"]["n_segmenters"] == 2
+    assert "the mean map of 2 segmenters" in (two / "diagnosis_report.md").read_text()
+    # a classifier among the segmenters is refused in one line naming it
+    capsys.readouterr()
+    assert main(["diagnose", "--segmenter", str(models["seg"]), "--segmenter",
+                 str(models["cls"]), "--out", str(tmp_path / "bad"), *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(models["cls"]) in err[0] and "not a segmentation" in err[0]
