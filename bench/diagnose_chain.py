@@ -12,7 +12,11 @@ predict functions and the CAM model (costs paid once per command).
 A second figure prices the segmenter's flip test-time augmentation (``--tta flip``, the
 command's default: two U-Net passes) against one pass, chunked, without CAM.
 
-A third figure isolates the model call: ``predict_probabilities`` (``predict_on_batch``)
+A third prices an ensemble of two segmenters (``--segmenter`` given twice: two U-Net maps
+averaged, each mirrored) against one, chunked, without CAM; the second U-Net is
+``--second-segmenter`` or, by default, the same file again (same architecture, same cost).
+
+A fourth figure isolates the model call: ``predict_probabilities`` (``predict_on_batch``)
 against ``model.predict`` on one to three crops, the sizes the chain classifies per
 radiograph.
 
@@ -127,6 +131,19 @@ def tta_arms(models, files, chunk_size: int, reps: int) -> dict:
             "times_s": {k: v["times_s"] for k, v in timed.items()}}
 
 
+def ensemble_arms(models, second, files, chunk_size: int, reps: int) -> dict:
+    """The chunked chain (no CAM) with two segmenters averaged / with one: its cost."""
+    from dataclasses import replace
+
+    pair = replace(models, segmenter=[models.segmenters[0], second])
+    timed, _ = _time_chains({"two": (pair, chunk_size, "none"),
+                             "one": (models, chunk_size, "none")}, files, reps)
+    two, one = timed["two"]["median_s"], timed["one"]["median_s"]
+    return {"images": len(files), "two_s_per_image": two / len(files),
+            "one_s_per_image": one / len(files), "cost": two / one,
+            "times_s": {k: v["times_s"] for k, v in timed.items()}}
+
+
 def predict_arms(model, size: int, calls: int, reps: int) -> dict:
     """``predict_probabilities`` vs ``model.predict`` on 1-3 crops per call."""
     from bone_tumor_tf.inference import predict_probabilities
@@ -162,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="demo",
                         help="BTXRD-format folder (default: the embedded synthetic set)")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--second-segmenter", default=None,
+                        help="the ensemble arm's second U-Net (default: the same one again)")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="default: the command's DEFAULT_CHUNK_SIZE")
@@ -189,6 +208,9 @@ def main(argv=None) -> int:
     chains = [chain_arms(models, files, cam, chunk_size, args.reps)
               for cam in ("none", "gradcam++")]
     tta = tta_arms(models, files, chunk_size, args.reps)
+    second = (load_chain_models(args.second_segmenter, classifier).segmenter
+              if args.second_segmenter else models.segmenter)
+    ensemble = ensemble_arms(models, second, files, chunk_size, args.reps)
     predict = predict_arms(models.classifier, models.classifier_size, args.predict_calls,
                            2 * args.reps + 1)
     worst = min(c["speedup"] for c in chains)
@@ -198,6 +220,9 @@ def main(argv=None) -> int:
         for c in chains)
     notes += (f"; segmenter flip TTA / one pass (chunked, no CAM): {tta['cost']:.2f}x "
               f"({tta['flip_s_per_image']:.3f} vs {tta['none_s_per_image']:.3f} s/image)")
+    notes += (f"; two segmenters averaged / one (chunked, no CAM): {ensemble['cost']:.2f}x "
+              f"({ensemble['two_s_per_image']:.3f} vs {ensemble['one_s_per_image']:.3f} "
+              "s/image)")
     notes += (f"; classifier call on 1-3 crops: predict_on_batch {predict['speedup']:.1f}x "
               f"faster than model.predict ({predict['predict_probabilities_ms_per_call']:.0f} "
               f"vs {predict['model_predict_ms_per_call']:.0f} ms)")
@@ -205,7 +230,7 @@ def main(argv=None) -> int:
                    {"models": {"segmenter": str(segmenter), "classifier": str(classifier),
                                "whole_image": str(whole) if whole else None},
                     "data": str(data), "split": args.split, "chains": chains,
-                    "tta": tta, "predict": predict, "seconds": time.perf_counter() - started},
+                    "tta": tta, "ensemble": ensemble, "predict": predict, "seconds": time.perf_counter() - started},
                    "one at a time / chunked seconds per image (worst CAM setting)", worst,
                    "reported", None, notes=notes)
     document = {"machine": machine_info(), "options": vars(args), "results": [entry]}

@@ -69,4 +69,7 @@ def test_diagnose_chain_benchmark_runs_and_finds_equal_rows(tmp_path, synthetic_
         assert chain["max_abs_difference"] < 1e-5
     assert entry["figures"]["predict"]["speedup"] > 0
     assert entry["figures"]["tta"]["cost"] > 0 and entry["figures"]["tta"]["images"] == 5
+    ensemble = entry["figures"]["ensemble"]
+    assert ensemble["cost"] > 0 and ensemble["images"] == 5
+    assert set(ensemble["times_s"]) == {"two", "one"}
     assert "CAM gradcam++" in capsys.readouterr().out
