@@ -131,11 +131,9 @@ def tta_arms(models, files, chunk_size: int, reps: int) -> dict:
             "times_s": {k: v["times_s"] for k, v in timed.items()}}
 
 
-def ensemble_arms(models, second, files, chunk_size: int, reps: int) -> dict:
-    """The chunked chain (no CAM) with two segmenters averaged / with one: its cost."""
-    from dataclasses import replace
-
-    pair = replace(models, segmenter=[models.segmenters[0], second])
+def ensemble_arms(models, pair, files, chunk_size: int, reps: int) -> dict:
+    """The chunked chain (no CAM) with two segmenters averaged (``pair``) / with one
+    (``models``): its cost."""
     timed, _ = _time_chains({"two": (pair, chunk_size, "none"),
                              "one": (models, chunk_size, "none")}, files, reps)
     two, one = timed["two"]["median_s"], timed["one"]["median_s"]
@@ -208,9 +206,8 @@ def main(argv=None) -> int:
     chains = [chain_arms(models, files, cam, chunk_size, args.reps)
               for cam in ("none", "gradcam++")]
     tta = tta_arms(models, files, chunk_size, args.reps)
-    second = (load_chain_models(args.second_segmenter, classifier).segmenter
-              if args.second_segmenter else models.segmenter)
-    ensemble = ensemble_arms(models, second, files, chunk_size, args.reps)
+    pair = load_chain_models([segmenter, args.second_segmenter or segmenter], classifier, whole)
+    ensemble = ensemble_arms(models, pair, files, chunk_size, args.reps)
     predict = predict_arms(models.classifier, models.classifier_size, args.predict_calls,
                            2 * args.reps + 1)
     worst = min(c["speedup"] for c in chains)
@@ -230,7 +227,8 @@ def main(argv=None) -> int:
                    {"models": {"segmenter": str(segmenter), "classifier": str(classifier),
                                "whole_image": str(whole) if whole else None},
                     "data": str(data), "split": args.split, "chains": chains,
-                    "tta": tta, "ensemble": ensemble, "predict": predict, "seconds": time.perf_counter() - started},
+                    "tta": tta, "ensemble": ensemble, "predict": predict,
+                    "seconds": time.perf_counter() - started},
                    "one at a time / chunked seconds per image (worst CAM setting)", worst,
                    "reported", None, notes=notes)
     document = {"machine": machine_info(), "options": vars(args), "results": [entry]}
