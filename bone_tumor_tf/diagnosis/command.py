@@ -8,7 +8,7 @@ from pathlib import Path
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.splits import load_splits, select_split
 from bone_tumor_tf.diagnosis.evaluate import evaluate_chain
-from bone_tumor_tf.diagnosis.models import load_chain_models
+from bone_tumor_tf.diagnosis.models import load_chain_models, segmenter_paths
 from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.inference import expand_inputs
@@ -23,8 +23,8 @@ def split_records(data, split: str, splits_csv: Path | None, segmenter):
     if split == "all":
         return chosen
     wanted = {r.image_id for r in chosen}
-    for path in [segmenter] if isinstance(segmenter, (str, Path)) else segmenter:
-        seg_splits = Path(path).parent / "splits.csv"
+    for path in segmenter_paths(segmenter):
+        seg_splits = path.parent / "splits.csv"
         if seg_splits.is_file():
             seg = load_splits(seg_splits)
             trained = set(seg.loc[seg["split"] == "train", "image_id"]) & wanted

@@ -30,10 +30,10 @@ from bone_tumor_tf.models.loading import load_model
 class ChainModels:
     """Loaded models with what the chain needs of their contracts.
 
-    ``segmenter``: one segmentation model, or a sequence of them (an ensemble: the chain
-    thresholds the mean of their maps)."""
+    ``segmenters``: the segmentation models, one or more (an ensemble: the chain thresholds
+    the mean of their maps)."""
 
-    segmenter: object
+    segmenters: list
     segmenter_size: int
     threshold: float
     classifier: object
@@ -44,12 +44,6 @@ class ChainModels:
     whole_image_class_names: list[str] | None = None
     paths: dict | None = None
     tta: str = "none"
-
-    @property
-    def segmenters(self) -> list:
-        """The segmentation models (one, or an ensemble's)."""
-        return list(self.segmenter) if isinstance(self.segmenter, (list, tuple)) \
-            else [self.segmenter]
 
     def segment_batch(self, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Tumor probabilities ``(H, W)`` of each decoded radiograph (any sizes), on its own
@@ -121,6 +115,12 @@ def _segmenter(path: Path):
     return model, contract
 
 
+def segmenter_paths(segmenter: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``--segmenter`` as a list of paths: one path, or several (an ensemble)."""
+    return [Path(p) for p in ([segmenter] if isinstance(segmenter, (str, Path))
+                              else segmenter)]
+
+
 def segmenter_roles(paths: Sequence[str | Path]) -> dict[str, str]:
     """``{"segmenter": first, "segmenter_2": second, ...}``: how the chain's settings, reports
     and review page name the segmenters (one segmenter: the key it always had)."""
@@ -142,8 +142,7 @@ def load_chain_models(segmenter: str | Path | Sequence[str | Path], classifier: 
     """
     if tta not in SEGMENTATION_TTA:
         raise ValueError(f"tta={tta!r}: expected one of {SEGMENTATION_TTA}")
-    seg_paths = [Path(p) for p in ([segmenter] if isinstance(segmenter, (str, Path))
-                                   else segmenter)]
+    seg_paths = segmenter_paths(segmenter)
     if not seg_paths:
         raise ValueError("at least one segmenter is needed")
     loaded = [_segmenter(path) for path in seg_paths]
@@ -158,9 +157,8 @@ def load_chain_models(segmenter: str | Path | Sequence[str | Path], classifier: 
         threshold = own if own is not None else 0.5
     classifier = Path(classifier)
     cls, cls_size, names = _classifier(classifier, "--classifier", "gt-box")
-    seg_models = [model for model, _ in loaded]
-    models = ChainModels(seg_models[0] if len(seg_models) == 1 else seg_models, size,
-                         float(threshold), cls, cls_size, names,
+    models = ChainModels([model for model, _ in loaded], size, float(threshold), cls,
+                         cls_size, names,
                          paths={**segmenter_roles(seg_paths), "classifier": str(classifier)},
                          tta=tta)
     if whole_image is not None:
