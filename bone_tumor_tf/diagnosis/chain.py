@@ -1,7 +1,8 @@
 """The diagnosis chain on one radiograph: segment -> regions -> classify crops -> explain.
 
 1. The segmenter's tumor probability map (crop mode ``none``) is mapped back onto the
-   original radiograph and turned into scored boxes (:mod:`.regions`).
+   original radiograph and turned into scored boxes (:mod:`.regions`): regions are found
+   at the mask threshold, and each box spans the region's extent at ``box_threshold``.
 2. Each region is cropped exactly as ``gt-box`` preprocessing crops a ground-truth box
    (:func:`bone_tumor_tf.data.preprocess.crop_to_box`, the function training uses) and
    read by the crop classifier (normal / benign / malignant).
@@ -31,6 +32,7 @@ import numpy as np
 
 from bone_tumor_tf.data.preprocess import CropGeometry, crop_to_box, map_to_original
 from bone_tumor_tf.diagnosis.regions import (
+    DEFAULT_BOX_THRESHOLD,
     DEFAULT_MERGE_OVERLAP,
     DEFAULT_MIN_AREA,
     Region,
@@ -166,6 +168,7 @@ def diagnose_image(original: np.ndarray,
                    class_names: Sequence[str], crop_size: int, threshold: float = 0.5,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
+                   box_threshold: float | None = DEFAULT_BOX_THRESHOLD,
                    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                    whole_image: Mapping[str, float] | None = None,
                    whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT,
@@ -181,6 +184,9 @@ def diagnose_image(original: np.ndarray,
         crop_size: the classifier's input side ``S``.
         threshold: the segmenter's mask threshold.
         min_area: minimum region area in ``original``'s pixels.
+        box_threshold: each region's box spans the component of the map ``>= box_threshold``
+            that holds it (None: the component at ``threshold`` itself; see
+            :mod:`bone_tumor_tf.diagnosis.regions`).
         explain: optional ``(crops (n, S, S), class indices (n,)) -> heatmaps (n, S, S)``.
         whole_image: optional whole-image model probabilities of this image.
         tumor_threshold: operating point of the finding (None: the most probable class).
@@ -190,7 +196,8 @@ def diagnose_image(original: np.ndarray,
     if probability_map.shape != original.shape[:2]:
         raise ValueError(f"segmenter returned {probability_map.shape}, expected "
                          f"{original.shape[:2]}")
-    regions = regions_from_probabilities(probability_map, threshold, min_area, merge_overlap)
+    regions = regions_from_probabilities(probability_map, threshold, min_area, merge_overlap,
+                                         box_threshold)
     findings: list[RegionFinding] = []
     if regions:
         crops = [crop_to_box(original, region.box, crop_size) for region in regions]

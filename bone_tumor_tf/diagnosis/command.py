@@ -40,11 +40,14 @@ def diagnose_command(args) -> dict:
     if bool(args.inputs) == bool(args.data):
         raise BoneTumorError("give either images/folders to diagnose or --data DIR to "
                              "evaluate the chain, not both (nor neither)")
+    if args.box_threshold is not None and not 0.0 < args.box_threshold <= 1.0:
+        raise BoneTumorError(f"--box-threshold must be in (0, 1], got {args.box_threshold}")
     if args.tumor_threshold is not None and not 0.0 < args.tumor_threshold < 1.0:
         raise BoneTumorError(f"--tumor-threshold must be in (0, 1), got {args.tumor_threshold}")
     models = load_chain_models(args.segmenter, args.classifier, args.whole_image,
                                args.threshold, tta=args.tta)
     options = {"min_area": args.min_area, "merge_overlap": args.merge_overlap,
+               "box_threshold": args.box_threshold,
                "whole_image_weight": args.whole_image_weight, "cam_method": args.cam,
                "cam_layer": args.layer, "tumor_threshold": args.tumor_threshold}
     out = Path(args.out)

@@ -10,6 +10,17 @@ pixels and a score, the mean probability inside the component. Components smalle
 two boxes merge when their intersection covers at least ``merge_overlap`` of the smaller
 box; the merged region's box is the union, its area the sum and its score the
 area-weighted mean. Regions are returned in descending score order.
+
+Box extent (``box_threshold``): the mask threshold that keeps false regions off normal
+radiographs is high (the U-Net's own, e.g. 0.9), and its components are the confident core
+of a tumor: on real BTXRD validation radiographs the radiologist's rectangle was about 1.35x
+the core's box per side, so few boxes reached IoU 0.5. With ``box_threshold`` below the mask
+threshold, each region is still found, filtered by area and scored on its core, but its box
+is the bounding box of the component of ``p >= box_threshold`` that holds the core
+(hysteresis, as in Canny's edge linking), e.g. the tumor's extent at the segmenter's
+ordinary 0.5. Two cores inside one extent get the same box and merge. The box is also what
+the crop classifier reads, so the extent changes the classification too (see
+``DEFAULT_BOX_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -21,6 +32,11 @@ import numpy as np
 
 DEFAULT_MIN_AREA = 64
 DEFAULT_MERGE_OVERLAP = 0.5
+#: Off by default: on real BTXRD the extent at 0.5 raised mAP50 (validation 0.088 -> 0.166,
+#: test 0.029 -> 0.049) but is wider than the rectangle on benign tumors, and the crop
+#: classifier, which reads a box's size, then calls them malignant (docs/real-data-decisions.md,
+#: fifteenth session): test balanced accuracy -0.023 [-0.034, -0.013].
+DEFAULT_BOX_THRESHOLD: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,9 +85,16 @@ def merge_overlapping(regions: list[Region], merge_overlap: float = DEFAULT_MERG
     return sorted(regions, key=lambda r: -r.score)
 
 
+def _component_box(stats, index: int) -> tuple[int, int, int, int]:
+    x, y = int(stats[index, cv2.CC_STAT_LEFT]), int(stats[index, cv2.CC_STAT_TOP])
+    w, h = int(stats[index, cv2.CC_STAT_WIDTH]), int(stats[index, cv2.CC_STAT_HEIGHT])
+    return x, y, x + w - 1, y + h - 1
+
+
 def regions_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5,
                                min_area: int = DEFAULT_MIN_AREA,
-                               merge_overlap: float = DEFAULT_MERGE_OVERLAP) -> list[Region]:
+                               merge_overlap: float = DEFAULT_MERGE_OVERLAP,
+                               box_threshold: float | None = None) -> list[Region]:
     """Scored tumor boxes of a probability map (see the module docstring).
 
     Args:
@@ -79,19 +102,35 @@ def regions_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5
         threshold: a pixel is tumor when its probability is ``>= threshold``.
         min_area: components with fewer pixels are dropped.
         merge_overlap: see :func:`merge_overlapping`.
+        box_threshold: each region's box is the bounding box of the component of
+            ``probabilities >= box_threshold`` that holds it (its area and score stay
+            those of the component at ``threshold``). None, or a value ``>= threshold``:
+            the box is the component's own.
     """
     probabilities = np.asarray(probabilities, np.float32)
     if probabilities.ndim != 2:
         raise ValueError(f"expected an (H, W) probability map, got shape {probabilities.shape}")
+    if box_threshold is not None and not 0.0 < box_threshold <= 1.0:
+        raise ValueError(f"box_threshold={box_threshold}: must be in (0, 1]")
     mask = (probabilities >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    extent = None
+    if box_threshold is not None and box_threshold < threshold:
+        # Every core pixel is >= box_threshold, so a core lies inside one extent component.
+        _, extent_labels, extent_stats, _ = cv2.connectedComponentsWithStats(
+            (probabilities >= box_threshold).astype(np.uint8), connectivity=8)
+        extent = (extent_labels, extent_stats)
     regions = []
     for index in range(1, count):
         area = int(stats[index, cv2.CC_STAT_AREA])
         if area < min_area:
             continue
-        x, y = int(stats[index, cv2.CC_STAT_LEFT]), int(stats[index, cv2.CC_STAT_TOP])
-        w, h = int(stats[index, cv2.CC_STAT_WIDTH]), int(stats[index, cv2.CC_STAT_HEIGHT])
-        score = float(probabilities[labels == index].mean())
-        regions.append(Region((x, y, x + w - 1, y + h - 1), score, area))
+        inside = labels == index
+        score = float(probabilities[inside].mean())
+        if extent is None:
+            box = _component_box(stats, index)
+        else:
+            extent_labels, extent_stats = extent
+            box = _component_box(extent_stats, int(extent_labels[inside][0]))
+        regions.append(Region(box, score, area))
     return merge_overlapping(regions, merge_overlap)

@@ -38,7 +38,11 @@ from bone_tumor_tf.diagnosis.chain import (
     explain_findings,
 )
 from bone_tumor_tf.diagnosis.page import write_index
-from bone_tumor_tf.diagnosis.regions import DEFAULT_MERGE_OVERLAP, DEFAULT_MIN_AREA
+from bone_tumor_tf.diagnosis.regions import (
+    DEFAULT_BOX_THRESHOLD,
+    DEFAULT_MERGE_OVERLAP,
+    DEFAULT_MIN_AREA,
+)
 from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.explain.cam import CamExplainer
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
@@ -106,12 +110,20 @@ def read_results(out_dir: str | Path) -> list[dict]:
     return rows
 
 
-def chain_settings(models, min_area: int, merge_overlap: float) -> dict:
-    """What a row of ``diagnoses.jsonl`` depends on (model files resolved to absolute paths)."""
+def chain_settings(models, min_area: int, merge_overlap: float,
+                   box_threshold: float | None) -> dict:
+    """What a row of ``diagnoses.jsonl`` depends on (model files resolved to absolute paths).
+
+    ``box_threshold`` is stored as it acts: None when it is at or above the mask threshold
+    (the box is the region's own component, as in runs that did not record it).
+    """
+    if box_threshold is not None and box_threshold >= models.threshold:
+        box_threshold = None
     paths = {role: str(Path(path).resolve()) for role, path in (models.paths or {}).items()}
     return {"models": paths, "mask_threshold": float(models.threshold),
             "segmenter_tta": models.tta, "min_area": int(min_area),
-            "merge_overlap": float(merge_overlap)}
+            "merge_overlap": float(merge_overlap),
+            "box_threshold": None if box_threshold is None else float(box_threshold)}
 
 
 def _check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
@@ -119,8 +131,9 @@ def _check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
     path = out_dir / SETTINGS_NAME
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings.keys() | stored.keys()
-                         if settings.get(k) != stored.get(k))
+        # in the settings' own order, so that the cause (e.g. the mask threshold) comes first
+        changed = [k for k in dict.fromkeys([*settings, *stored])
+                   if settings.get(k) != stored.get(k)]
         if changed:
             first = changed[0]
             raise BoneTumorError(
@@ -179,7 +192,8 @@ def _diagnose_chunk(models, paths: Sequence[Path], out_dir: Path, stems: dict,
                 original, lambda _image, m=probability_map: m, models.classify,
                 models.class_names, models.classifier_size, threshold=models.threshold,
                 min_area=max(1, round(options["min_area"] * scale ** 2)),
-                merge_overlap=options["merge_overlap"], whole_image=whole,
+                merge_overlap=options["merge_overlap"],
+                box_threshold=options["box_threshold"], whole_image=whole,
                 whole_image_weight=options["whole_image_weight"],
                 tumor_threshold=options["tumor_threshold"])
         except DataError as error:
@@ -217,6 +231,7 @@ DEFAULT_CHUNK_SIZE = 16
 def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
                    min_area: int = DEFAULT_MIN_AREA,
                    merge_overlap: float = DEFAULT_MERGE_OVERLAP,
+                   box_threshold: float | None = DEFAULT_BOX_THRESHOLD,
                    whole_image_weight: float = DEFAULT_WHOLE_IMAGE_WEIGHT,
                    cam_method: str = "gradcam++", cam_layer: str | None = None,
                    tumor_threshold: float | None = None,
@@ -226,6 +241,8 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     Args:
         models: :class:`bone_tumor_tf.diagnosis.models.ChainModels`.
         min_area: minimum region area in the file's own pixels.
+        box_threshold: the level whose component spans each region's box (None: the
+            region's own component; :mod:`bone_tumor_tf.diagnosis.regions`).
         cam_method: ``gradcam``, ``gradcam++`` or ``none`` (no heatmaps).
         tumor_threshold: operating point of each finding (None: the most probable class).
         chunk_size: radiographs per model call; the results do not depend on it. Rows are
@@ -237,7 +254,8 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     (out_dir / "panels").mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
     rows = read_results(out_dir)
-    _check_settings(out_dir, chain_settings(models, min_area, merge_overlap), bool(rows))
+    _check_settings(out_dir, chain_settings(models, min_area, merge_overlap, box_threshold),
+                    bool(rows))
     done = {row["file"] for row in rows}
     # Output names from the whole batch, so that a rerun gives every file the same name.
     stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))
@@ -248,7 +266,7 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
         def explain(crops, targets):
             return explainer(crops, method=cam_method, target_classes=targets)
 
-    options = dict(min_area=min_area, merge_overlap=merge_overlap,
+    options = dict(min_area=min_area, merge_overlap=merge_overlap, box_threshold=box_threshold,
                    whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
     pending = [path for path in files if str(path) not in done]
     with open(out_dir / RESULTS_NAME, "a", encoding="utf-8") as results:

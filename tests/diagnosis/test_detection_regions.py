@@ -113,6 +113,46 @@ def test_components_become_boxes_specks_drop_touching_regions_join():
     assert len(regions_from_probabilities(probs, threshold=0.5, min_area=4)) == 3
 
 
+def _core_in_halo() -> np.ndarray:
+    probs = np.zeros((100, 120), np.float32)
+    probs[10:50, 10:60] = 0.6          # tumor 1's extent: 40 x 50 px at 0.6
+    probs[20:30, 20:40] = 0.95         # its confident core: 10 x 20 px
+    probs[60:90, 70:110] = 0.7         # a second extent (30 x 40) ...
+    probs[65:70, 75:80] = 0.92         # ... holding two cores of 25 px each
+    probs[80:85, 100:105] = 0.96
+    probs[60:95, 5:40] = 0.8           # an extent with no core: no region at threshold 0.9
+    return probs
+
+
+def test_box_threshold_gives_each_core_the_box_of_its_extent():
+    """Regions are found, filtered and scored at the mask threshold exactly as without a box
+    threshold; only the box spans the component at the lower level that holds the core."""
+    probs = _core_in_halo()
+    cores = regions_from_probabilities(probs, threshold=0.9, min_area=20)
+    assert [r.box for r in cores] == [(100, 80, 104, 84), (20, 20, 39, 29), (75, 65, 79, 69)]
+    extents = regions_from_probabilities(probs, threshold=0.9, min_area=20, box_threshold=0.5)
+    assert len(extents) == 2                    # the two cores of one extent share its box
+    first, second = extents
+    assert first.box == (10, 10, 59, 49)        # tumor 1: the 0.6 extent, not the core
+    assert first.area == 200 and first.score == pytest.approx(0.95)
+    assert second.box == (70, 60, 109, 89)
+    assert second.area == 50 and second.score == pytest.approx((0.92 + 0.96) / 2)
+    # the core-less 0.8 patch is still not a region, and a core under min_area still drops
+    assert len(regions_from_probabilities(probs, threshold=0.9, min_area=100,
+                                          box_threshold=0.5)) == 1
+
+
+def test_box_threshold_at_or_above_the_mask_threshold_changes_nothing():
+    probs = _core_in_halo()
+    plain = regions_from_probabilities(probs, threshold=0.65, min_area=20)
+    for level in (None, 0.65, 0.9, 1.0):
+        assert regions_from_probabilities(probs, 0.65, 20, box_threshold=level) == plain
+    # between the levels: the core-less patch (0.8 >= 0.65) is now a region of its own box
+    assert (5, 60, 39, 94) in [r.box for r in plain]
+    with pytest.raises(ValueError, match="box_threshold=0: must be in"):
+        regions_from_probabilities(probs, 0.9, box_threshold=0)
+
+
 def test_strongly_overlapping_boxes_merge_separate_ones_stay():
     nested = [Region((0, 0, 49, 49), 0.8, 1000), Region((10, 10, 19, 19), 0.6, 100)]
     merged = merge_overlapping(nested, 0.5)

@@ -61,6 +61,48 @@ def test_perfect_segmenter_gives_the_oracle_classification(synthetic_btxrd):
     assert checked >= 5
 
 
+def _core_segmenter(boxes):
+    """A segmenter sure only of each tumor's middle: 0.95 on the central half of the box,
+    0.6 on the rest of it (a high mask threshold keeps just the core)."""
+    def segment(original):
+        out = np.zeros(original.shape[:2], np.float32)
+        for x0, y0, x1, y1 in boxes:
+            x0, y0, x1, y1 = int(x0), int(y0), int(np.floor(x1)), int(np.floor(y1))
+            out[y0:y1 + 1, x0:x1 + 1] = 0.6
+            qx, qy = (x1 - x0) // 4, (y1 - y0) // 4
+            out[y0 + qy:y1 - qy + 1, x0 + qx:x1 - qx + 1] = 0.95
+        return out
+    return segment
+
+
+def test_box_threshold_crops_the_tumor_extent_around_a_confident_core(synthetic_btxrd):
+    """At a mask threshold of 0.9 the region is the core; with the box at 0.5 the crop is
+    the whole tumor's, so the reading is the oracle's again (without it, it is not)."""
+    dataset = BTXRDDataset.load(synthetic_btxrd)
+    same, differs = 0, 0
+    for record in dataset.records:
+        if record.annotation is None:
+            continue
+        annotation = parse_labelme(record.annotation)
+        if len(annotation.boxes) != 1:
+            continue
+        original, _ = read_image_with_scale(record.path)
+        oracle_input, _, _ = prepare_record(record, SIZE, "gt-box")
+        expected = _classify(oracle_input[None])[0]
+        for level in (0.5, None):
+            result = diagnose_image(original, _core_segmenter(annotation.boxes), _classify,
+                                    NAMES, SIZE, threshold=0.9, min_area=1, box_threshold=level)
+            assert len(result.regions) == 1
+            got = np.array([result.regions[0].probabilities[n] for n in NAMES])
+            if level == 0.5:
+                np.testing.assert_array_equal(got, expected)
+                assert result.regions[0].region.score == pytest.approx(0.95)
+                same += 1
+            else:
+                differs += not np.array_equal(got, expected)
+    assert same >= 5 and differs == same
+
+
 def test_no_region_means_normal_and_specks_are_ignored():
     original = np.full((80, 100), 90, np.uint8)
     speck = np.zeros((80, 100), np.float32)

@@ -146,10 +146,18 @@ def test_a_rerun_with_other_chain_settings_is_refused_in_one_line(models, synthe
     capsys.readouterr()
     for extra, changed in ((["--tta", "flip"], "segmenter_tta: none there, flip now"),
                            (["--tta", "none", "--min-area", "7"], "min_area: 64 there, 7 now"),
-                           (["--tta", "none", "--threshold", "0.7"], "mask_threshold: 0.5")):
+                           (["--tta", "none", "--threshold", "0.7"], "mask_threshold: 0.5"),
+                           (["--tta", "none", "--box-threshold", "0.3"],
+                            "box_threshold: None there, 0.3 now")):
         assert main([*argv, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(out) in err[0] and changed in err[0]
+    # a box level at or above the mask threshold (0.5 here) acts as none: the same rows
+    assert main([*argv, "--tta", "none", "--box-threshold", "0.9"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--tta", "none", "--box-threshold", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --box-threshold must be in (0, 1], got 0.0"]
     assert main([*argv, "--tta", "none", "--tumor-threshold", "0.6"]) == 0
     assert len((out / "diagnoses.jsonl").read_text().splitlines()) == len(images)
 
