@@ -7,23 +7,30 @@ the destination: on POSIX and Windows that rename is atomic within one file syst
 destination holds either the old content or the new content, never a mixture.
 
 :func:`unique_stems` names one output per input file when several inputs share a stem.
+:func:`folder_lock` keeps two runs from writing one output folder at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "to_jsonable",
-           "unique_stems", "write_png"]
+from bone_tumor_tf.errors import BoneTumorError
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "folder_lock",
+           "to_jsonable", "unique_stems", "write_png"]
+
+#: The lock file :func:`folder_lock` holds inside an output folder.
+LOCK_NAME = ".lock"
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -127,3 +134,33 @@ def unique_stems(paths: Sequence[str | os.PathLike], separator: str = "__") -> l
         taken.add(candidate)
         stems.append(candidate)
     return stems
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
+
+    A second process (or a second lock in this one) that asks for the same folder gets
+    :class:`bone_tumor_tf.errors.BoneTumorError` at once, naming the folder, instead of
+    appending its rows beside the first one's. The lock is ``flock`` on ``folder/.lock``:
+    the operating system releases it when its holder exits, even when killed, so an
+    interrupted run never leaves a stale lock behind. Where ``fcntl`` does not exist
+    (Windows) nothing is locked.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield folder
+        return
+    with open(folder / LOCK_NAME, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BoneTumorError(f"{folder}: another run is writing this folder now; wait for "
+                                 "it to finish or give another output folder") from None
+        try:
+            yield folder
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -11,7 +11,8 @@ could not be read. A rerun into the same folder skips the files already written 
 interrupted batch loses at most its unfinished chunk; ``OUT/chain_settings.json`` records
 what the rows depend on (the models, the mask threshold, the segmenter's test-time
 augmentation, the region options), and a rerun with other settings is refused rather than
-mixing rows of two chains. The whole-image weight and the operating point are not among
+mixing rows of two chains; a second run started while one is writing the folder is refused
+at once (:func:`bone_tumor_tf.io.folder_lock`). The whole-image weight and the operating point are not among
 them: the evaluation recomputes every decision from the stored probabilities.
 
 ``OUT/panels/<stem>.png``: the radiograph with the heatmap of each region's classification
@@ -47,7 +48,7 @@ from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.explain.cam import CamExplainer
 from bone_tumor_tf.explain.overlay import annotate, overlay_heatmap
 from bone_tumor_tf.inference import load_input
-from bone_tumor_tf.io import atomic_write_json, unique_stems, write_png
+from bone_tumor_tf.io import atomic_write_json, folder_lock, unique_stems, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -251,31 +252,33 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size={chunk_size}: must be >= 1")
     out_dir = Path(out_dir)
-    (out_dir / "panels").mkdir(parents=True, exist_ok=True)
-    (out_dir / "thumbs").mkdir(exist_ok=True)
-    rows = read_results(out_dir)
-    _check_settings(out_dir, chain_settings(models, min_area, merge_overlap, box_threshold),
-                    bool(rows))
-    done = {row["file"] for row in rows}
-    # Output names from the whole batch, so that a rerun gives every file the same name.
-    stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))
-    explain = None
-    if cam_method != "none":
-        explainer = CamExplainer(models.classifier, layer_name=cam_layer)
+    # one run per folder at a time: two would append the same images twice
+    with folder_lock(out_dir):
+        (out_dir / "panels").mkdir(parents=True, exist_ok=True)
+        (out_dir / "thumbs").mkdir(exist_ok=True)
+        rows = read_results(out_dir)
+        _check_settings(out_dir, chain_settings(models, min_area, merge_overlap, box_threshold),
+                        bool(rows))
+        done = {row["file"] for row in rows}
+        # Output names from the whole batch, so that a rerun gives every file the same name.
+        stems = dict(zip(map(str, files), unique_stems(list(files), separator="_"), strict=True))
+        explain = None
+        if cam_method != "none":
+            explainer = CamExplainer(models.classifier, layer_name=cam_layer)
 
-        def explain(crops, targets):
-            return explainer(crops, method=cam_method, target_classes=targets)
+            def explain(crops, targets):
+                return explainer(crops, method=cam_method, target_classes=targets)
 
-    options = dict(min_area=min_area, merge_overlap=merge_overlap, box_threshold=box_threshold,
-                   whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
-    pending = [path for path in files if str(path) not in done]
-    with open(out_dir / RESULTS_NAME, "a", encoding="utf-8") as results:
-        for start in range(0, len(pending), int(chunk_size)):
-            chunk = pending[start:start + int(chunk_size)]
-            for row in _diagnose_chunk(models, chunk, out_dir, stems, explain, options):
-                results.write(json.dumps(row) + "\n")
-                rows.append(row)
-            results.flush()
-    notes = [f"{role}: {path}" for role, path in (models.paths or {}).items()]
-    write_index(out_dir, [_case(row, out_dir) for row in rows], title="Diagnosis", notes=notes)
-    return rows
+        options = dict(min_area=min_area, merge_overlap=merge_overlap, box_threshold=box_threshold,
+                       whole_image_weight=whole_image_weight, tumor_threshold=tumor_threshold)
+        pending = [path for path in files if str(path) not in done]
+        with open(out_dir / RESULTS_NAME, "a", encoding="utf-8") as results:
+            for start in range(0, len(pending), int(chunk_size)):
+                chunk = pending[start:start + int(chunk_size)]
+                for row in _diagnose_chunk(models, chunk, out_dir, stems, explain, options):
+                    results.write(json.dumps(row) + "\n")
+                    rows.append(row)
+                results.flush()
+        notes = [f"{role}: {path}" for role, path in (models.paths or {}).items()]
+        write_index(out_dir, [_case(row, out_dir) for row in rows], title="Diagnosis", notes=notes)
+        return rows

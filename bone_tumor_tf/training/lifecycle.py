@@ -3,8 +3,10 @@
 :func:`run_training` walks every run through the same steps:
 
 1. validate the options (:meth:`Trainer.validate`);
-2. create the run folder, or resume the interrupted run in it (a finished run is refused
-   unless ``overwrite``; see :mod:`bone_tumor_tf.training.runs`);
+2. lock the run folder (a second run into it while this one runs is refused at once;
+   :func:`bone_tumor_tf.io.folder_lock`), then create it, or resume the interrupted run in
+   it (a finished run is refused unless ``overwrite``; see
+   :mod:`bone_tumor_tf.training.runs`);
 3. :meth:`Trainer.setup` (e.g. the tf.distribute strategy), then seed Python, NumPy,
    TensorFlow and Keras (``deterministic``: op determinism too);
 4. load the data (:meth:`Trainer.load_data`) and refuse an empty split;
@@ -31,6 +33,7 @@ from pathlib import Path
 import keras
 
 from bone_tumor_tf.errors import DataError
+from bone_tumor_tf.io import folder_lock
 from bone_tumor_tf.models.contract import save_with_contract
 from bone_tumor_tf.training import runs
 from bone_tumor_tf.training.options import TrainingOptions
@@ -135,11 +138,20 @@ def run_training(trainer: Trainer, callbacks: list | None = None) -> Path:
         The run folder.
 
     Raises:
-        BoneTumorError: bad options, a finished run in ``options.out`` without
-            ``overwrite``, bad data (see the trainer's ``load_data``), an empty split.
+        BoneTumorError: bad options, another run writing ``options.out`` now, a
+            finished run in ``options.out`` without ``overwrite``, bad data (see the
+            trainer's ``load_data``), an empty split.
     """
     options = trainer.options
     trainer.validate()
+    # one run per folder at a time: two would train into the same checkpoints
+    with folder_lock(Path(options.out).expanduser()):
+        return _run_locked(trainer, callbacks)
+
+
+def _run_locked(trainer: Trainer, callbacks: list | None) -> Path:
+    """Steps 2-7 of the module docstring, with the run folder's lock held."""
+    options = trainer.options
     run_dir, resuming = runs.prepare_run_dir(options.out, options.overwrite)
     if resuming:
         logger.info("resuming the interrupted run in %s", run_dir)

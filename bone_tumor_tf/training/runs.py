@@ -38,7 +38,7 @@ import sklearn
 import tensorflow as tf
 
 from bone_tumor_tf.errors import BoneTumorError
-from bone_tumor_tf.io import atomic_write_json, atomic_write_text
+from bone_tumor_tf.io import LOCK_NAME, atomic_write_json, atomic_write_text
 from bone_tumor_tf.models.contract import library_versions as model_versions
 
 FINISHED_MARKERS = ("model.keras", "metrics.json")
@@ -69,7 +69,13 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False) -> tuple[Path, boo
         raise BoneTumorError(f"{out}: holds a finished run (model.keras, metrics.json); "
                              "pass --overwrite to replace it or choose another --out")
     if overwrite and out.exists():
-        shutil.rmtree(out)
+        for child in out.iterdir():  # the lock file stays: a running holder keeps its lock
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     resuming = (out / "state").is_dir() and any((out / "state").iterdir())
     for sub in ("", "logs", "checkpoints", "state"):
         (out / sub).mkdir(parents=True, exist_ok=True)

@@ -162,6 +162,23 @@ def test_a_rerun_with_other_chain_settings_is_refused_in_one_line(models, synthe
     assert len((out / "diagnoses.jsonl").read_text().splitlines()) == len(images)
 
 
+def test_a_second_run_into_a_folder_being_written_is_refused_in_one_line(models, synthetic_btxrd,
+                                                                        tmp_path, capsys):
+    from bone_tumor_tf.io import folder_lock
+
+    images = sorted((synthetic_btxrd / "images").iterdir())[:1]
+    out = tmp_path / "out"
+    argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
+            "--out", str(out), "--cam", "none", *map(str, images)]
+    with folder_lock(out):  # a run still writing (flock is per open file, so this counts)
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "another run is writing" in err[0]
+    assert not (out / "diagnoses.jsonl").exists()
+    assert main(argv) == 0  # once it is free, the same command runs
+    assert len((out / "diagnoses.jsonl").read_text().splitlines()) == 1
+
+
 def test_chunked_run_gives_the_rows_and_panels_of_one_image_at_a_time(models, synthetic_btxrd,
                                                                       tmp_path):
     """Radiographs go through the models in chunks; a chunk of 1 is the per-image chain.

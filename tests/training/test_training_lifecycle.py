@@ -99,6 +99,25 @@ def test_a_run_goes_through_every_step_and_writes_model_keras_last(tmp_path):
         run_training(TinyTrainer(_options(tmp_path)))
 
 
+def test_a_second_run_into_a_folder_in_use_is_refused_before_it_touches_it(tmp_path):
+    """While a run holds its folder, another (even with overwrite) neither deletes nor
+    resumes it; after, the same command runs, and overwrite keeps the lock file."""
+    from bone_tumor_tf.io import LOCK_NAME, folder_lock
+
+    out = tmp_path / "run"
+    (out / "state").mkdir(parents=True)
+    (out / "state" / "first_done.weights.h5").write_bytes(b"a running run's state")
+    trainer = TinyTrainer(_options(tmp_path, overwrite=True))
+    with folder_lock(out):
+        with pytest.raises(BoneTumorError, match="another run is writing this folder") as info:
+            run_training(trainer)
+    assert str(out) in str(info.value) and trainer.events == []
+    assert (out / "state" / "first_done.weights.h5").read_bytes() == b"a running run's state"
+    run_dir = run_training(trainer)
+    assert (run_dir / "model.keras").is_file() and (run_dir / LOCK_NAME).is_file()
+    assert not (run_dir / "state" / "first_done.weights.h5").read_bytes().startswith(b"a run")
+
+
 def test_a_run_stopped_after_its_first_phase_resumes_with_the_second(tmp_path):
     run_dir = run_training(TinyTrainer(_options(tmp_path)))
     for name in ("model.keras", "metrics.json", "history_second.csv"):
