@@ -10,7 +10,8 @@ On the images of one split (records with labels and tumor shapes):
 * **Image level** (:mod:`bone_tumor_tf.evaluation.diagnosis`): the chain, the ``gt-box``
   oracle (the same crop classifier on the ground-truth crops that ``gt-box`` training and
   evaluation use: what the thesis reports) and, when given, the whole-image model, on the
-  same images, with paired bootstrap intervals of their differences.
+  same images, with paired bootstrap intervals of their differences. Every interval
+  resamples patients (the records' ``group``), not radiographs.
 * **Normal images:** the share on which the chain reports a tumor.
 
 The chain's decisions follow its operating point (``tumor_threshold``, see
@@ -82,7 +83,7 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
         index = [models.class_names.index(c) for c in CLASSES]
         oracle_probs[oracle_ok] = np.asarray(raw)[:, index]
 
-    truth, detections, labels, findings = {}, [], [], []
+    truth, detections, labels, findings, groups = {}, [], [], [], []
     chain, whole, oracle_rows, failed = [], [], [], []
     for k, record in enumerate(records):
         row = by_file.get(str(record.path))
@@ -95,6 +96,7 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
             detections.append(Detection(record.image_id, label, tuple(region["box"]),
                                         region["score"] * region["probabilities"][label]))
         labels.append(record.label)
+        groups.append(record.group)
         # From the two models' probabilities, not the stored ones and finding: a resumed
         # folder may hold rows written at another weight or operating point.
         probabilities = row["probabilities"]
@@ -122,12 +124,16 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
         "detection": detection_metrics(detections, truth, TUMOR_CLASSES),
         "image_level": image_level,
+        # intervals resample patients: one patient's radiographs are not independent
+        "bootstrap": {"resampled": "patient groups", "n_patients": len(set(groups)),
+                      "n_images": len(labels), "replicates": int(n_bootstrap)},
         "differences": paired_bootstrap(y, systems, pairs, n_bootstrap=n_bootstrap, seed=seed,
-                                        tumor_thresholds=rules),
+                                        tumor_thresholds=rules, groups=groups),
         "oracle_advantage_recovered": oracle_advantage_recovered(
             image_level["chain"]["balanced_accuracy"],
             image_level["oracle"]["balanced_accuracy"]),
-        "normal_false_tumor_rate": false_tumor_rate(findings, labels, n_bootstrap, seed),
+        "normal_false_tumor_rate": false_tumor_rate(findings, labels, n_bootstrap, seed,
+                                                    groups=groups),
         "models": models.paths,
         "segmenter": {"mask_threshold": float(models.threshold), "tta": models.tta,
                       "n_segmenters": len(models.segmenters)},
@@ -169,7 +175,10 @@ def render_report(metrics: dict) -> str:
         [[name] + [format_number(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_auc")]
          + [format_number(m["recall"][c]) for c in CLASSES]
          for name, m in metrics["image_level"].items()])
-    lines += ["Differences with paired bootstrap 95% intervals:", ""]
+    boot = metrics.get("bootstrap")
+    resampled = (f" (each replicate resamples the {boot['n_patients']} patients, each with all "
+                 "its radiographs)" if boot else "")
+    lines += [f"Differences with paired bootstrap 95% intervals{resampled}:", ""]
     lines += markdown_table(
         ["difference", "accuracy", "balanced accuracy", "macro AUC"],
         [[pair] + [format_ci(e, signed=True) for e in entry.values()]

@@ -5,6 +5,9 @@ accuracy, balanced accuracy (the mean of per-class recalls), per-class recall an
 one-vs-rest ROC AUC. Differences between two systems come with a **paired** bootstrap 95%
 interval: each replicate resamples the images once (with replacement) and scores both
 systems on that same resample, so that the image-to-image variation common to both cancels.
+Given each image's patient (``groups``), a replicate resamples whole patients instead: one
+patient's radiographs are not independent, and resampling them one by one makes the
+intervals too narrow (on the real BTXRD test split about 15-27% narrower).
 A replicate in which a class is missing has no AUC and is left out of the AUC interval
 (its count is reported).
 
@@ -25,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
 
-from bone_tumor_tf.evaluation.stats import bootstrap_ci
+from bone_tumor_tf.evaluation.stats import bootstrap_ci, bootstrap_resamples
 
 CLASSES = ("normal", "benign", "malignant")
 CHANCE_BALANCED_ACCURACY = 1.0 / 3.0
@@ -79,11 +82,13 @@ def _scalar_metrics(y, probs, tumor_threshold=None) -> np.ndarray:
 def paired_bootstrap(y: np.ndarray, systems: Mapping[str, np.ndarray],
                      pairs: Sequence[tuple[str, str]], n_bootstrap: int = 2000,
                      seed: int = 0, confidence: float = 0.95,
-                     tumor_thresholds: Mapping[str, float | None] | None = None) -> dict:
+                     tumor_thresholds: Mapping[str, float | None] | None = None,
+                     groups: Sequence | None = None) -> dict:
     """Point estimates and paired bootstrap intervals of ``a - b`` for each pair.
 
     ``tumor_thresholds``: each system's decision rule (:func:`decide`; absent: the most
-    probable class).
+    probable class). ``groups``: one label per image (the patient); each replicate then
+    resamples whole patients (:func:`bone_tumor_tf.evaluation.stats.bootstrap_resamples`).
 
     Returns:
         ``{"a - b": {metric: {"estimate", "low", "high", "replicates"}}}`` for the metrics
@@ -91,8 +96,7 @@ def paired_bootstrap(y: np.ndarray, systems: Mapping[str, np.ndarray],
     """
     y = np.asarray(y, int)
     names = ("accuracy", "balanced_accuracy", "macro_auc")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(y), size=(n_bootstrap, len(y)))
+    draws = list(bootstrap_resamples(len(y), n_bootstrap, seed, groups))
     rule = dict(tumor_thresholds or {})
     point = {name: _scalar_metrics(y, probs, rule.get(name)) for name, probs in systems.items()}
     replicates = {name: np.array([_scalar_metrics(y[idx], np.asarray(probs)[idx],
@@ -125,12 +129,17 @@ def oracle_advantage_recovered(chain_balanced_accuracy: float,
 
 
 def false_tumor_rate(findings: Sequence[str], labels: Sequence[str], n_bootstrap: int = 2000,
-                     seed: int = 0) -> dict:
-    """Share of normal radiographs on which the chain reports a tumor, with a bootstrap CI."""
-    flags = np.array([f != "normal" for f, label in zip(findings, labels, strict=True)
-                      if label == "normal"], float)
+                     seed: int = 0, groups: Sequence | None = None) -> dict:
+    """Share of normal radiographs on which the chain reports a tumor, with a bootstrap CI
+    (resampling the normal radiographs, or with ``groups`` their patients)."""
+    normal = [label == "normal" for label in labels]
+    flags = np.array([f != "normal" for f, is_normal in zip(findings, normal, strict=True)
+                      if is_normal], float)
     if flags.size == 0:
         return {"rate": None, "low": None, "high": None, "n_normal": 0}
-    interval = bootstrap_ci(np.mean, flags, n_bootstrap=n_bootstrap, seed=seed)
+    normal_groups = None if groups is None else [
+        g for g, is_normal in zip(groups, normal, strict=True) if is_normal]
+    interval = bootstrap_ci(np.mean, flags, n_bootstrap=n_bootstrap, seed=seed,
+                            groups=normal_groups)
     return {"rate": float(interval["estimate"]), "low": interval["low"],
             "high": interval["high"], "n_normal": int(flags.size)}

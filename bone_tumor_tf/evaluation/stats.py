@@ -6,6 +6,11 @@ any case-level metric; :func:`bootstrap_classification_replicates` computes accu
 F1 and per-class recall and ROC AUC of the SAME resamples at once, as matrix products on the
 cases' multiplicities (about 100x faster than calling scikit-learn per replicate).
 Intervals are percentile intervals (Efron & Tibshirani, 1993, ch. 13).
+
+Cases that are not independent (several radiographs of one patient) are resampled by group
+with :func:`bootstrap_resamples` (the cluster bootstrap: each replicate draws whole groups
+with replacement; Davison & Hinkley, 1997, sec. 3.8), which :func:`bootstrap_ci` takes as
+``groups``; resampling the cases of such data gives intervals that are too narrow.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_classification_replicates",
     "bootstrap_index_chunks",
+    "bootstrap_resamples",
     "interval_summary",
     "percentile_interval",
 ]
@@ -54,6 +60,36 @@ def bootstrap_index_chunks(
         yield np.stack([rng.integers(0, n_cases, size=n_cases) for _ in range(size)])
 
 
+def bootstrap_resamples(n_cases: int, n_bootstrap: int, seed: int = 0,
+                        groups=None) -> Iterator[np.ndarray]:
+    """Yield each replicate's case indices (``n_bootstrap`` arrays).
+
+    Without ``groups``: the rows of :func:`bootstrap_index_chunks`, one per replicate. With
+    ``groups`` (one label per case, e.g. the patient): the groups, numbered in order of
+    first appearance, are resampled in the same way, and a replicate holds every case of
+    each drawn group, once per draw (so its length varies). One group per case, in case
+    order, gives exactly the plain resamples.
+    """
+    if groups is None:
+        for chunk in bootstrap_index_chunks(n_cases, n_bootstrap, seed):
+            yield from chunk
+        return
+    groups = list(groups)
+    if len(groups) != n_cases:
+        raise ValueError(f"groups has {len(groups)} labels for {n_cases} cases")
+    number: dict = {}
+    members: list[list[int]] = []
+    for case, group in enumerate(groups):
+        if group not in number:
+            number[group] = len(members)
+            members.append([])
+        members[number[group]].append(case)
+    arrays = [np.asarray(m, dtype=np.int64) for m in members]
+    for chunk in bootstrap_index_chunks(len(arrays), n_bootstrap, seed):
+        for drawn in chunk:
+            yield np.concatenate([arrays[g] for g in drawn])
+
+
 def percentile_interval(values, confidence: float = 0.95) -> tuple[float | None, float | None]:
     """Percentile-method interval: the ``(1-confidence)/2`` and ``(1+confidence)/2`` quantiles
     of ``values`` (``numpy.percentile``, linear interpolation). NaN entries (undefined
@@ -87,12 +123,14 @@ def bootstrap_ci(
     n_bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    groups=None,
 ) -> dict:
     """Percentile bootstrap confidence interval of any case-level metric.
 
     ``metric_fn(*arrays)`` is evaluated on the full data (the estimate) and on
     ``n_bootstrap`` resamples of the cases (rows of every array resampled together with the
-    same indices, drawn by :func:`bootstrap_index_chunks` with ``seed``). Replicates on which
+    same indices, drawn by :func:`bootstrap_resamples` with ``seed``; with ``groups``, one
+    label per case, whole groups are resampled). Replicates on which
     the metric returns ``None`` or NaN (e.g. an AUC when a class is missing from the
     resample) are skipped. The interval is :func:`percentile_interval` of the rest.
 
@@ -111,12 +149,9 @@ def bootstrap_ci(
     if any(array.shape[0] != n_cases for array in arrays):
         raise ValueError("all arrays must have the same number of rows (cases)")
     replicates = np.full(n_bootstrap, np.nan)
-    position = 0
-    for chunk in bootstrap_index_chunks(n_cases, n_bootstrap, seed):
-        for indices in chunk:
-            value = metric_fn(*(array[indices] for array in arrays))
-            replicates[position] = np.nan if value is None else float(value)
-            position += 1
+    for position, indices in enumerate(bootstrap_resamples(n_cases, n_bootstrap, seed, groups)):
+        value = metric_fn(*(array[indices] for array in arrays))
+        replicates[position] = np.nan if value is None else float(value)
     return interval_summary(metric_fn(*arrays), replicates, confidence)
 
 

@@ -92,12 +92,19 @@ def test_chain_evaluation_on_an_annotated_split(models, synthetic_btxrd, tmp_pat
     # the false-tumor rate, recomputed from the JSON lines and the sheet's labels
     from bone_tumor_tf.data import load_dataset
 
-    labels = {str(r.path): r.label for r in load_dataset(synthetic_btxrd).records}
+    records = load_dataset(synthetic_btxrd).records
+    labels = {str(r.path): r.label for r in records}
     rows = [json.loads(line) for line in (out / "diagnoses.jsonl").read_text().splitlines()]
     flags = [r["finding"] != "normal" for r in rows if labels[r["file"]] == "normal"]
     assert rate["rate"] == pytest.approx(np.mean(flags))
+    # intervals resample the sheet's patients, not the radiographs
+    n_patients = len({r.group for r in records})
+    assert n_patients < 60
+    assert metrics["bootstrap"] == {"resampled": "patient groups", "n_patients": n_patients,
+                                    "n_images": 60, "replicates": 50}
     report = (out / "diagnosis_report.md").read_text()
     assert "mAP50" in report and "chain - oracle" in report
+    assert f"resamples the {n_patients} patients" in report
     # the segmenter's own threshold and the default test-time augmentation, on record
     assert metrics["segmenter"] == {"mask_threshold": 0.5, "tta": "flip", "n_segmenters": 1}
     assert "mask at 0.5, test-time augmentation flip" in report
