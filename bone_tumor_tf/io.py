@@ -13,7 +13,9 @@ destination holds either the old content or the new content, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import math
 import os
 import tempfile
@@ -28,6 +30,8 @@ from bone_tumor_tf.errors import BoneTumorError
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "folder_lock",
            "to_jsonable", "unique_stems", "write_png"]
+
+logger = logging.getLogger(__name__)
 
 #: The lock file :func:`folder_lock` holds inside an output folder.
 LOCK_NAME = ".lock"
@@ -136,19 +140,32 @@ def unique_stems(paths: Sequence[str | os.PathLike], separator: str = "__") -> l
     return stems
 
 
+#: Folders this process holds, with how many nested :func:`folder_lock` blocks hold each.
+_HELD: dict[Path, int] = {}
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
 
-    A second process (or a second lock in this one) that asks for the same folder gets
+    Another process that asks for the same folder gets
     :class:`bone_tumor_tf.errors.BoneTumorError` at once, naming the folder, instead of
-    appending its rows beside the first one's. The lock is ``flock`` on ``folder/.lock``:
-    the operating system releases it when its holder exits, even when killed, so an
-    interrupted run never leaves a stale lock behind. Where ``fcntl`` does not exist
-    (Windows) nothing is locked.
+    writing beside the first one. Within one process the lock nests (a command that locks
+    its folder may call a function that locks it again). The lock is ``flock`` on
+    ``folder/.lock``: the operating system releases it when its holder exits, even when
+    killed, so an interrupted run never leaves a stale lock behind. Where there is no
+    ``flock`` (Windows, some network file systems) nothing is locked.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield folder
+        finally:
+            _HELD[key] -= 1
+        return
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -157,10 +174,20 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     with open(folder / LOCK_NAME, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
             raise BoneTumorError(f"{folder}: another run is writing this folder now; wait for "
                                  "it to finish or give another output folder") from None
+        except OSError as error:  # a file system without flock: go on unlocked
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            logger.warning("%s: cannot be locked here (%s); two runs into it would mix",
+                           folder, error.strerror)
+            locked = False
+        _HELD[key] = 1
         try:
             yield folder
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            del _HELD[key]
+            if locked:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -75,3 +75,29 @@ def save_chain_classifier(path, crop_mode="gt-box", classes=("normal", "benign",
         image_size=size, crop_mode=crop_mode, normalization="unit",
         details={"gradcam_layer": "conv"}))
     return save_with_contract(model, path)
+
+
+_HOLD_LOCK = ("import sys, time\n"
+              "from bone_tumor_tf.io import folder_lock\n"
+              "with folder_lock(sys.argv[1]):\n"
+              "    print('held', flush=True)\n"
+              "    time.sleep(120)\n")
+
+
+@contextmanager
+def folder_locked_by_another_process(folder: str | Path):
+    """Another process holds ``folder``'s :func:`bone_tumor_tf.io.folder_lock` in the block
+    (a run still writing it); it is killed (SIGKILL, no clean exit) when the block ends."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(folder)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()

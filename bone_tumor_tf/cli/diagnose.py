@@ -20,8 +20,9 @@ EXAMPLES = """examples:
 
 The segmenter (a U-Net) proposes tumor regions: connected components of its mask at its
 own threshold, specks under --min-area original pixels dropped (--box-threshold widens each
-box to the region's extent at a lower level), strongly overlapping boxes merged. Each region is cropped exactly as gt-box training crops a ground-truth box and read
-by the crop classifier (normal / benign / malignant); the most suspicious region speaks for
+box to the region's extent at a lower level), strongly overlapping boxes merged. Each
+region is cropped exactly as gt-box training crops a ground-truth box and read by the crop
+classifier (normal / benign / malignant); the most suspicious region speaks for
 the image. Writes OUT/diagnoses.jsonl (one line per image), OUT/panels/*.png (boxes, mask
 contours, Grad-CAM++ of each region), OUT/index.html (open it in a browser). With --data:
 also diagnosis_metrics.json and diagnosis_report.md (AP50 per class, chain vs gt-box oracle

@@ -38,7 +38,7 @@ from bone_tumor_tf.diagnosis.chain import (
     combine_with_whole_image,
 )
 from bone_tumor_tf.diagnosis.operating_point import probability_row
-from bone_tumor_tf.diagnosis.run import diagnose_files
+from bone_tumor_tf.diagnosis.run import diagnose_files, effective_box_threshold
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
 from bone_tumor_tf.evaluation.diagnosis import (
@@ -49,7 +49,7 @@ from bone_tumor_tf.evaluation.diagnosis import (
     paired_bootstrap,
 )
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number, markdown_table
-from bone_tumor_tf.io import atomic_write_json, atomic_write_text
+from bone_tumor_tf.io import atomic_write_json, atomic_write_text, folder_lock
 
 
 def ground_truth_boxes(record) -> list[tuple[str, tuple]]:
@@ -68,6 +68,12 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
                    n_bootstrap: int = 2000, **diagnose_options) -> dict:
     """Run the chain on ``records`` (resumable) and score it; returns the metrics dict."""
     out_dir = Path(out_dir)
+    with folder_lock(out_dir):  # the rows and the metrics written from them, by one run
+        return _evaluate_locked(models, records, out_dir, seed, n_bootstrap, diagnose_options)
+
+
+def _evaluate_locked(models, records, out_dir: Path, seed: int, n_bootstrap: int,
+                     diagnose_options: dict) -> dict:
     tumor_threshold = diagnose_options.get("tumor_threshold")
     weight = diagnose_options.get("whole_image_weight", DEFAULT_WHOLE_IMAGE_WEIGHT)
     records = [r for r in records if r.label in CLASSES]
@@ -137,7 +143,8 @@ def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int 
         "models": models.paths,
         "segmenter": {"mask_threshold": float(models.threshold), "tta": models.tta,
                       "n_segmenters": len(models.segmenters)},
-        "options": {k: v for k, v in diagnose_options.items()},
+        "options": {**diagnose_options, "box_threshold": effective_box_threshold(
+            diagnose_options.get("box_threshold"), models.threshold)},
     }
     atomic_write_json(out_dir / "diagnosis_metrics.json", metrics)
     atomic_write_text(out_dir / "diagnosis_report.md", render_report(metrics))
@@ -154,7 +161,9 @@ def render_report(metrics: dict) -> str:
     if segmenter:
         n = segmenter.get("n_segmenters", 1)
         source = (f"the mean map of {n} segmenters" if n > 1 else "the segmenter's mask")
-        lines += [f"Regions: {source} at {segmenter['mask_threshold']:g}, "
+        box = (metrics.get("options") or {}).get("box_threshold")
+        extent = "" if box is None else f", each box spanning the region's extent at {box:g}"
+        lines += [f"Regions: {source} at {segmenter['mask_threshold']:g}{extent}, "
                   f"test-time augmentation {segmenter['tta']}.", ""]
     lines += ["## Detection (IoU 0.5, all-point interpolated AP)", ""]
     lines += markdown_table(

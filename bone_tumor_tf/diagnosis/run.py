@@ -12,8 +12,9 @@ interrupted batch loses at most its unfinished chunk; ``OUT/chain_settings.json`
 what the rows depend on (the models, the mask threshold, the segmenter's test-time
 augmentation, the region options), and a rerun with other settings is refused rather than
 mixing rows of two chains; a second run started while one is writing the folder is refused
-at once (:func:`bone_tumor_tf.io.folder_lock`). The whole-image weight and the operating point are not among
-them: the evaluation recomputes every decision from the stored probabilities.
+at once (:func:`bone_tumor_tf.io.folder_lock`). The whole-image weight and the operating
+point are not among them: the evaluation recomputes every decision from the stored
+probabilities.
 
 ``OUT/panels/<stem>.png``: the radiograph with the heatmap of each region's classification
 inside its crop, the segmenter's mask contour (yellow), the boxes (red malignant, orange
@@ -111,6 +112,14 @@ def read_results(out_dir: str | Path) -> list[dict]:
     return rows
 
 
+def effective_box_threshold(box_threshold: float | None, mask_threshold: float
+                            ) -> float | None:
+    """The box level as it acts: None when absent or at/above the mask threshold."""
+    if box_threshold is None or box_threshold >= mask_threshold:
+        return None
+    return float(box_threshold)
+
+
 def chain_settings(models, min_area: int, merge_overlap: float,
                    box_threshold: float | None) -> dict:
     """What a row of ``diagnoses.jsonl`` depends on (model files resolved to absolute paths).
@@ -118,13 +127,12 @@ def chain_settings(models, min_area: int, merge_overlap: float,
     ``box_threshold`` is stored as it acts: None when it is at or above the mask threshold
     (the box is the region's own component, as in runs that did not record it).
     """
-    if box_threshold is not None and box_threshold >= models.threshold:
-        box_threshold = None
+    box_threshold = effective_box_threshold(box_threshold, models.threshold)
     paths = {role: str(Path(path).resolve()) for role, path in (models.paths or {}).items()}
     return {"models": paths, "mask_threshold": float(models.threshold),
             "segmenter_tta": models.tta, "min_area": int(min_area),
             "merge_overlap": float(merge_overlap),
-            "box_threshold": None if box_threshold is None else float(box_threshold)}
+            "box_threshold": box_threshold}
 
 
 def _check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
@@ -251,6 +259,9 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     """
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size={chunk_size}: must be >= 1")
+    if box_threshold is not None and not 0.0 < box_threshold <= 1.0:
+        # before chain_settings.json records it, so a corrected rerun is not refused
+        raise ValueError(f"box_threshold={box_threshold}: must be in (0, 1]")
     out_dir = Path(out_dir)
     # one run per folder at a time: two would append the same images twice
     with folder_lock(out_dir):

@@ -171,19 +171,49 @@ def test_a_rerun_with_other_chain_settings_is_refused_in_one_line(models, synthe
 
 def test_a_second_run_into_a_folder_being_written_is_refused_in_one_line(models, synthetic_btxrd,
                                                                         tmp_path, capsys):
-    from bone_tumor_tf.io import folder_lock
+    from helpers import folder_locked_by_another_process
 
     images = sorted((synthetic_btxrd / "images").iterdir())[:1]
     out = tmp_path / "out"
     argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
             "--out", str(out), "--cam", "none", *map(str, images)]
-    with folder_lock(out):  # a run still writing (flock is per open file, so this counts)
-        assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(out) in err[0] and "another run is writing" in err[0]
-    assert not (out / "diagnoses.jsonl").exists()
+    for extra in ([], ["--data", str(synthetic_btxrd), "--split", "all"]):
+        with folder_locked_by_another_process(out):  # a run still writing the folder
+            assert main([*(argv if not extra else argv[:-1]), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(out) in err[0] and "another run is writing" in err[0]
+        assert not (out / "diagnoses.jsonl").exists()
     assert main(argv) == 0  # once it is free, the same command runs
     assert len((out / "diagnoses.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_box_threshold_below_the_mask_threshold_widens_the_boxes(models, synthetic_btxrd,
+                                                                   tmp_path):
+    """Regions found at 0.9; with --box-threshold 0.3 each box spans the 0.3 extent, so it
+    contains a box of the plain run on the same image, and the level is recorded."""
+    images = sorted((synthetic_btxrd / "images").iterdir())
+    argv = ["diagnose", "--segmenter", str(models["seg"]), "--classifier", str(models["cls"]),
+            "--cam", "none", "--threshold", "0.9", *map(str, images)]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "wide"), "--box-threshold", "0.3"]) == 0
+    settings = json.loads((tmp_path / "wide" / "chain_settings.json").read_text())
+    assert settings["box_threshold"] == 0.3 and settings["mask_threshold"] == 0.9
+
+    def boxes(run):
+        rows = (tmp_path / run / "diagnoses.jsonl").read_text().splitlines()
+        return {r["file"]: [b["box"] for b in r["regions"]] for r in map(json.loads, rows)}
+
+    plain, wide = boxes("plain"), boxes("wide")
+    assert sum(map(len, plain.values())) > 0
+    wider = 0
+    for file, regions in plain.items():
+        assert bool(regions) == bool(wide[file])  # the same images have regions
+        for x0, y0, x1, y1 in regions:
+            holders = [b for b in wide[file]
+                       if b[0] <= x0 and b[1] <= y0 and b[2] >= x1 and b[3] >= y1]
+            assert holders
+            wider += all(b != [x0, y0, x1, y1] for b in holders)
+    assert wider > 0  # the synthetic U-Net's 0.3 extent reaches past its 0.9 core
 
 
 def test_chunked_run_gives_the_rows_and_panels_of_one_image_at_a_time(models, synthetic_btxrd,

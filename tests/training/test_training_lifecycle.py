@@ -102,13 +102,15 @@ def test_a_run_goes_through_every_step_and_writes_model_keras_last(tmp_path):
 def test_a_second_run_into_a_folder_in_use_is_refused_before_it_touches_it(tmp_path):
     """While a run holds its folder, another (even with overwrite) neither deletes nor
     resumes it; after, the same command runs, and overwrite keeps the lock file."""
-    from bone_tumor_tf.io import LOCK_NAME, folder_lock
+    from helpers import folder_locked_by_another_process
+
+    from bone_tumor_tf.io import LOCK_NAME
 
     out = tmp_path / "run"
     (out / "state").mkdir(parents=True)
     (out / "state" / "first_done.weights.h5").write_bytes(b"a running run's state")
     trainer = TinyTrainer(_options(tmp_path, overwrite=True))
-    with folder_lock(out):
+    with folder_locked_by_another_process(out):
         with pytest.raises(BoneTumorError, match="another run is writing this folder") as info:
             run_training(trainer)
     assert str(out) in str(info.value) and trainer.events == []
