@@ -38,7 +38,8 @@ from bone_tumor_tf.diagnosis.chain import (
     combine_with_whole_image,
 )
 from bone_tumor_tf.diagnosis.operating_point import probability_row
-from bone_tumor_tf.diagnosis.run import diagnose_files, effective_box_threshold
+from bone_tumor_tf.diagnosis.regions import effective_box_threshold
+from bone_tumor_tf.diagnosis.run import diagnose_files
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.detection import Detection, detection_metrics
 from bone_tumor_tf.evaluation.diagnosis import (

@@ -91,6 +91,14 @@ def _component_box(stats, index: int) -> tuple[int, int, int, int]:
     return x, y, x + w - 1, y + h - 1
 
 
+def effective_box_threshold(box_threshold: float | None, mask_threshold: float
+                            ) -> float | None:
+    """The box level as it acts: None when absent or at/above the mask threshold."""
+    if box_threshold is None or box_threshold >= mask_threshold:
+        return None
+    return float(box_threshold)
+
+
 def regions_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5,
                                min_area: int = DEFAULT_MIN_AREA,
                                merge_overlap: float = DEFAULT_MERGE_OVERLAP,
@@ -115,7 +123,8 @@ def regions_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5
     mask = (probabilities >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     extent = None
-    if box_threshold is not None and box_threshold < threshold:
+    box_threshold = effective_box_threshold(box_threshold, threshold)
+    if box_threshold is not None:
         # Every core pixel is >= box_threshold, so a core lies inside one extent component.
         _, extent_labels, extent_stats, _ = cv2.connectedComponentsWithStats(
             (probabilities >= box_threshold).astype(np.uint8), connectivity=8)

@@ -44,6 +44,7 @@ from bone_tumor_tf.diagnosis.regions import (
     DEFAULT_BOX_THRESHOLD,
     DEFAULT_MERGE_OVERLAP,
     DEFAULT_MIN_AREA,
+    effective_box_threshold,
 )
 from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.explain.cam import CamExplainer
@@ -110,14 +111,6 @@ def read_results(out_dir: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return rows
-
-
-def effective_box_threshold(box_threshold: float | None, mask_threshold: float
-                            ) -> float | None:
-    """The box level as it acts: None when absent or at/above the mask threshold."""
-    if box_threshold is None or box_threshold >= mask_threshold:
-        return None
-    return float(box_threshold)
 
 
 def chain_settings(models, min_area: int, merge_overlap: float,
