@@ -34,8 +34,8 @@ DEFAULT_MIN_AREA = 64
 DEFAULT_MERGE_OVERLAP = 0.5
 #: Off by default: on real BTXRD the extent at 0.5 raised mAP50 (validation 0.088 -> 0.166,
 #: test 0.029 -> 0.049) but is wider than the rectangle on benign tumors, and the crop
-#: classifier, which reads a box's size, then calls them malignant (docs/real-data-decisions.md,
-#: fifteenth session): test balanced accuracy -0.023 [-0.034, -0.013].
+#: classifier reads those wider crops as malignant (docs/real-data-decisions.md, fifteenth
+#: session): test balanced accuracy -0.023 [-0.034, -0.013].
 DEFAULT_BOX_THRESHOLD: float | None = None
 
 
@@ -91,6 +91,12 @@ def _component_box(stats, index: int) -> tuple[int, int, int, int]:
     return x, y, x + w - 1, y + h - 1
 
 
+def check_box_threshold(box_threshold: float | None) -> None:
+    """Refuse a box level outside (0, 1]; None (no extent boxes) passes."""
+    if box_threshold is not None and not 0.0 < box_threshold <= 1.0:
+        raise ValueError(f"box_threshold={box_threshold}: must be in (0, 1]")
+
+
 def effective_box_threshold(box_threshold: float | None, mask_threshold: float
                             ) -> float | None:
     """The box level as it acts: None when absent or at/above the mask threshold."""
@@ -118,8 +124,7 @@ def regions_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5
     probabilities = np.asarray(probabilities, np.float32)
     if probabilities.ndim != 2:
         raise ValueError(f"expected an (H, W) probability map, got shape {probabilities.shape}")
-    if box_threshold is not None and not 0.0 < box_threshold <= 1.0:
-        raise ValueError(f"box_threshold={box_threshold}: must be in (0, 1]")
+    check_box_threshold(box_threshold)
     mask = (probabilities >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     extent = None

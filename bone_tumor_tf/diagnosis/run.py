@@ -44,6 +44,7 @@ from bone_tumor_tf.diagnosis.regions import (
     DEFAULT_BOX_THRESHOLD,
     DEFAULT_MERGE_OVERLAP,
     DEFAULT_MIN_AREA,
+    check_box_threshold,
     effective_box_threshold,
 )
 from bone_tumor_tf.errors import BoneTumorError, DataError
@@ -252,9 +253,8 @@ def diagnose_files(models, files: Sequence[Path], out_dir: str | Path,
     """
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size={chunk_size}: must be >= 1")
-    if box_threshold is not None and not 0.0 < box_threshold <= 1.0:
-        # before chain_settings.json records it, so a corrected rerun is not refused
-        raise ValueError(f"box_threshold={box_threshold}: must be in (0, 1]")
+    # before chain_settings.json records it, so a corrected rerun is not refused
+    check_box_threshold(box_threshold)
     out_dir = Path(out_dir)
     # one run per folder at a time: two would append the same images twice
     with folder_lock(out_dir):
