@@ -35,6 +35,7 @@ from pathlib import Path
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.dataset import resolve_data_dir
 from bone_tumor_tf.data.inspection import inspect_dataset
+from bone_tumor_tf.data.prepare import tumor_relative_sizes
 from bone_tumor_tf.data.preview import preview_dataset
 from bone_tumor_tf.data.splits import make_splits, save_splits
 from bone_tumor_tf.diagnosis.command import split_records
@@ -169,9 +170,11 @@ def run_demo(out: str | Path, quick: bool = False) -> Path:
     diagnosis_dir = out / "diagnosis"
     start = _step("6. diagnosis chain: attention U-Net finds the tumor, 3a classifies the crop")
     models = load_chain_models(unet_dir / "model.keras", densenet_dir / "model.keras")
+    every = load_dataset(btxrd_dir).records
     records = split_records(btxrd_dir, "test", densenet_dir / "splits.csv",
-                            unet_dir / "model.keras")
-    evaluate_chain(models, records, diagnosis_dir, n_bootstrap=500 if quick else 2000)
+                            unet_dir / "model.keras", every)
+    evaluate_chain(models, records, diagnosis_dir, n_bootstrap=500 if quick else 2000,
+                   normal_crop_sizes=tumor_relative_sizes(every))
     timings["diagnosis"] = time.perf_counter() - start
 
     summary = write_summary(out, densenet_dir, resnet_dir, unet_dir, gradcam_dirs, timings,

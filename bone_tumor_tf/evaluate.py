@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.dataset import resolve_data_dir
-from bone_tumor_tf.data.prepare import encode_labels, prepare_images
+from bone_tumor_tf.data.prepare import encode_labels, prepare_images, tumor_relative_sizes
 from bone_tumor_tf.data.splits import select_split
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.classifier_evaluation import write_classifier_evaluation
@@ -68,7 +68,9 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
     if crop == "gt-box" and not dataset.annotated:
         raise DataError(data_dir, "model was trained with crop mode gt-box, which needs "
                                   "BTXRD annotations")
-    prepared = _prepared_or_error(records, contract.image_size, crop, seed)
+    # normal images' gt-box crops drawn as the training run drew them (from the whole dataset)
+    sizes = tumor_relative_sizes(dataset.records) if crop == "gt-box" else None
+    prepared = _prepared_or_error(records, contract.image_size, crop, seed, sizes)
     class_names = list(contract.class_names)
     targets = encode_labels([r.label for r in records], dataset.class_names, contract.task)
     probs = predict_probabilities(model, prepared.images, batch_size)
@@ -84,13 +86,15 @@ def evaluate_saved_model(model_path, data, split="test", splits_csv=None, out=No
         split_kind=split_kind,
         crop_mode=crop, model_info={k: getattr(contract, k) for k in
                                     ("arch", "task", "image_size", "weights_source")},
-        synthetic=synthetic)
+        synthetic=synthetic, groups=[record.group for record in records])
     logger.info("%d images, accuracy %.3f", len(records), metrics["accuracy"])
     return out
 
 
-def _prepared_or_error(records, image_size: int, crop_mode: str, seed: int):
-    prepared = prepare_images(records, image_size, crop_mode=crop_mode, seed=seed)
+def _prepared_or_error(records, image_size: int, crop_mode: str, seed: int,
+                       normal_crop_sizes=None):
+    prepared = prepare_images(records, image_size, crop_mode=crop_mode, seed=seed,
+                              normal_crop_sizes=normal_crop_sizes)
     if prepared.failures:
         first = prepared.failures[0]
         raise DataError(first.file, f"{first.problem} ({len(prepared.failures)} bad files)")

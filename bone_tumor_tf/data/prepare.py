@@ -168,9 +168,11 @@ def prepare_record(record: ImageRecord, size: int, crop_mode: str = "none", seed
     return prepared, geometry, mask
 
 
-def _cache_key(records, size, crop_mode, seed, with_masks) -> str:
+def _cache_key(records, size, crop_mode, seed, with_masks, normal_crop_sizes=None) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([size, crop_mode, seed, with_masks, 2]).encode())
+    if normal_crop_sizes is not None:
+        digest.update(np.ascontiguousarray(normal_crop_sizes, np.float64).tobytes())
     for record in records:
         digest.update(b"r" if record.annotation_resized else b"o")
         for path in (record.path, record.annotation, record.mask):
@@ -191,8 +193,8 @@ def default_workers() -> int:
 
 def prepare_images(records: Sequence[ImageRecord], size: int, crop_mode: str = "none",
                    seed: int = 0, with_masks: bool = False, workers: int | None = None,
-                   cache_dir: str | Path | None = None, progress: bool = False
-                   ) -> PreparedImages:
+                   cache_dir: str | Path | None = None, progress: bool = False,
+                   normal_crop_sizes: np.ndarray | None = None) -> PreparedImages:
     """Decode and prepare every record in parallel; collect failures instead of raising.
 
     Args:
@@ -205,16 +207,25 @@ def prepare_images(records: Sequence[ImageRecord], size: int, crop_mode: str = "
         cache_dir: when given, the prepared arrays are stored there as ``.npz`` and reused
             while no file changed.
         progress: print a one-line progress counter to stderr.
+        normal_crop_sizes: the ``(M, 2)`` tumor box sizes a normal image's ``gt-box`` crop
+            draws its size from (:func:`tumor_relative_sizes`). Default: those of
+            ``records``. A training run draws from its whole dataset, so preparing one split
+            of it again gives the run's own crops only with the whole dataset's sizes
+            (``tumor_relative_sizes(dataset.records)``).
     """
     records = list(records)
     if crop_mode not in CROP_MODES:
         raise ValueError(f"unknown crop mode {crop_mode!r}; expected one of {CROP_MODES}")
     cache_path = None
     if cache_dir is not None:
-        cache_path = Path(cache_dir) / f"prepared-{_cache_key(records, size, crop_mode, seed, with_masks)}.npz"
+        key = _cache_key(records, size, crop_mode, seed, with_masks, normal_crop_sizes)
+        cache_path = Path(cache_dir) / f"prepared-{key}.npz"
         if cache_path.is_file():
             return _load_cache(cache_path, records)
-    relative_sizes = tumor_relative_sizes(records) if crop_mode == "gt-box" else None
+    relative_sizes = None
+    if crop_mode == "gt-box":
+        relative_sizes = (tumor_relative_sizes(records) if normal_crop_sizes is None
+                          else np.asarray(normal_crop_sizes, np.float64).reshape(-1, 2))
     images = np.zeros((len(records), size, size), np.uint8)
     masks = np.zeros((len(records), size, size), np.uint8) if with_masks else None
     geometries: list[CropGeometry | None] = [None] * len(records)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from bone_tumor_tf.data import load_dataset
+from bone_tumor_tf.data.prepare import tumor_relative_sizes
 from bone_tumor_tf.data.splits import load_splits, select_split
 from bone_tumor_tf.diagnosis.evaluate import evaluate_chain
 from bone_tumor_tf.diagnosis.models import load_chain_models, segmenter_paths
@@ -16,10 +17,14 @@ from bone_tumor_tf.inference import expand_inputs
 logger = logging.getLogger(__name__)
 
 
-def split_records(data, split: str, splits_csv: Path | None, segmenter):
-    """The records of ``split`` of ``data``; warns when a segmenter (a path, or several)
-    trained on any of them."""
-    chosen = select_split(load_dataset(data).records, split, splits_csv, data)
+def split_records(data, split: str, splits_csv: Path | None, segmenter,
+                  dataset_records=None):
+    """The records of ``split`` of ``data`` (of ``dataset_records`` when given: every record
+    of ``data``, already loaded); warns when a segmenter (a path, or several) trained on any
+    of them."""
+    if dataset_records is None:
+        dataset_records = load_dataset(data).records
+    chosen = select_split(dataset_records, split, splits_csv, data)
     if split == "all":
         return chosen
     wanted = {r.image_id for r in chosen}
@@ -54,9 +59,12 @@ def diagnose_command(args) -> dict:
     if args.data:
         splits_csv = Path(args.splits) if args.splits else Path(args.classifier).parent / \
             "splits.csv"
-        records = split_records(args.data, args.split, splits_csv, args.segmenter)
+        every = load_dataset(args.data).records
+        records = split_records(args.data, args.split, splits_csv, args.segmenter, every)
+        # the oracle's normal crops drawn as the classifier's run drew them: from every record
         metrics = evaluate_chain(models, records, out, seed=args.seed,
-                                 n_bootstrap=args.n_bootstrap, **options)
+                                 n_bootstrap=args.n_bootstrap,
+                                 normal_crop_sizes=tumor_relative_sizes(every), **options)
         chain = metrics["image_level"]["chain"]
         return {"message": f"{metrics['n_images']} images: mAP50 "
                            f"{metrics['detection']['map'] or 0:.3f}, chain balanced accuracy "

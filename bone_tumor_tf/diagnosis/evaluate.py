@@ -66,15 +66,22 @@ def ground_truth_boxes(record) -> list[tuple[str, tuple]]:
 
 
 def evaluate_chain(models, records: Sequence, out_dir: str | Path, *, seed: int = 0,
-                   n_bootstrap: int = 2000, **diagnose_options) -> dict:
-    """Run the chain on ``records`` (resumable) and score it; returns the metrics dict."""
+                   n_bootstrap: int = 2000, normal_crop_sizes=None, **diagnose_options) -> dict:
+    """Run the chain on ``records`` (resumable) and score it; returns the metrics dict.
+
+    ``normal_crop_sizes``: the whole dataset's tumor box sizes
+    (``tumor_relative_sizes(dataset.records)``), so that the oracle reads each normal
+    radiograph through the crop its classifier's training run drew for it (default: the
+    sizes of ``records``, see :func:`~bone_tumor_tf.data.prepare.prepare_images`).
+    """
     out_dir = Path(out_dir)
     with folder_lock(out_dir):  # the rows and the metrics written from them, by one run
-        return _evaluate_locked(models, records, out_dir, seed, n_bootstrap, diagnose_options)
+        return _evaluate_locked(models, records, out_dir, seed, n_bootstrap, normal_crop_sizes,
+                                diagnose_options)
 
 
 def _evaluate_locked(models, records, out_dir: Path, seed: int, n_bootstrap: int,
-                     diagnose_options: dict) -> dict:
+                     normal_crop_sizes, diagnose_options: dict) -> dict:
     tumor_threshold = diagnose_options.get("tumor_threshold")
     weight = diagnose_options.get("whole_image_weight", DEFAULT_WHOLE_IMAGE_WEIGHT)
     records = [r for r in records if r.label in CLASSES]
@@ -82,7 +89,8 @@ def _evaluate_locked(models, records, out_dir: Path, seed: int, n_bootstrap: int
         raise DataError(out_dir, "no normal / benign / malignant image to evaluate")
     rows = diagnose_files(models, [r.path for r in records], out_dir, **diagnose_options)
     by_file = {row["file"]: row for row in rows}
-    oracle = prepare_images(records, models.classifier_size, crop_mode="gt-box", seed=seed)
+    oracle = prepare_images(records, models.classifier_size, crop_mode="gt-box", seed=seed,
+                            normal_crop_sizes=normal_crop_sizes)
     oracle_ok = oracle.ok()
     oracle_probs = np.zeros((len(records), len(CLASSES)))
     if oracle_ok.any():

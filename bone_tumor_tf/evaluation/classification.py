@@ -167,6 +167,7 @@ def evaluate_predictions(
     seed: int = 0,
     tumor_classes: Sequence[str | int] | None = None,
     confidence: float = 0.95,
+    groups: Sequence | None = None,
 ) -> dict:
     """Every test-set metric of a classifier, as a JSON-ready dict (plain floats, no NaN).
 
@@ -180,6 +181,10 @@ def evaluate_predictions(
             normal-vs-tumor result; default every class but ``"normal"`` when there are 3 or
             more classes and one is named ``"normal"``.
         confidence: coverage of the bootstrap intervals.
+        groups: ``(N,)`` patient group of each case. Given, every bootstrap replicate draws
+            whole patients with all their cases (the cluster bootstrap): a patient's
+            radiographs are not independent, and resampling them one by one gives intervals
+            that are too narrow. None: cases are resampled one by one.
 
     Returns a dict with these keys (undefined values are ``None``):
 
@@ -210,14 +215,20 @@ def evaluate_predictions(
       "brier_positive_class": ``sklearn.metrics.brier_score_loss`` on P(class 1) for binary
       tasks (range [0, 1], = brier / 2), ``None`` for K > 2}``.
     - ``bootstrap``: ``{"method": "percentile", "n_replicates", "confidence", "seed",
+      "resampled": "patients" | "cases", "n_resampled": patients (or cases) drawn from,
       "accuracy": CI, "macro_f1": CI, "recall": {name: CI}, "roc_auc": {name: CI}}`` where each
       CI is ``{"estimate", "low", "high", "n_used"}``: the full-data estimate, the percentile
       interval, and the number of replicates on which the metric was defined (recall / AUC of
       class k need class k, and for AUC another class, in the resample; macro F1 needs every
-      class of ``y_true``). The resamples are those of :func:`bootstrap_ci` with the same seed.
+      class of ``y_true``). The resamples are those of :func:`bootstrap_ci` with the same seed
+      (and the same ``groups``).
     """
     labels, probs, names = validate_inputs(y_true, probs, class_names)
     n_cases, n_classes = probs.shape
+    if groups is not None:
+        groups = list(groups)
+        if len(groups) != n_cases:
+            raise ValueError(f"groups has {len(groups)} labels for {n_cases} cases")
     class_indices = list(range(n_classes))
     predictions = probs.argmax(axis=1)
 
@@ -281,7 +292,8 @@ def evaluate_predictions(
     }
 
     if n_bootstrap > 0:
-        replicates = bootstrap_classification_replicates(labels, probs, n_bootstrap, seed)
+        replicates = bootstrap_classification_replicates(labels, probs, n_bootstrap, seed,
+                                                         groups=groups)
     else:
         replicates = {
             "accuracy": np.array([]), "macro_f1": np.array([]),
@@ -292,6 +304,8 @@ def evaluate_predictions(
         "n_replicates": int(n_bootstrap),
         "confidence": float(confidence),
         "seed": int(seed),
+        "resampled": "cases" if groups is None else "patients",
+        "n_resampled": int(n_cases if groups is None else len(set(groups))),
         "accuracy": interval_summary(accuracy, replicates["accuracy"], confidence),
         "macro_f1": interval_summary(macro_f1, replicates["macro_f1"], confidence),
         "recall": {

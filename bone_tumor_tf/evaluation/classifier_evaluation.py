@@ -29,7 +29,8 @@ def write_classifier_evaluation(out_dir, targets: np.ndarray, probabilities: np.
                                 model_info: Mapping, n_bootstrap: int = 1000, seed: int = 0,
                                 split_accuracies: Mapping | None = None,
                                 histories: Sequence | None = None,
-                                synthetic: bool = False) -> dict:
+                                synthetic: bool = False,
+                                groups: Sequence | None = None) -> dict:
     """Write ``metrics.json``, the plots and ``report.md`` to ``out_dir``; return the metrics.
 
     Args:
@@ -43,6 +44,8 @@ def write_classifier_evaluation(out_dir, targets: np.ndarray, probabilities: np.
             header (see
             :func:`~bone_tumor_tf.evaluation.reports.classification.write_classification_report`).
         n_bootstrap, seed: the bootstrap of the confidence intervals.
+        groups: each case's patient group; given, the bootstrap draws whole patients
+            (:func:`~bone_tumor_tf.evaluation.classification.evaluate_predictions`).
         split_accuracies: accuracy per split (saved as ``metrics["split_accuracy"]`` and
             shown in the report), when known.
         histories: the training phases' Keras histories (DataFrames), for the training-curves
@@ -56,7 +59,7 @@ def write_classifier_evaluation(out_dir, targets: np.ndarray, probabilities: np.
     out_dir.mkdir(parents=True, exist_ok=True)
     class_names = list(class_names)
     metrics = evaluate_predictions(targets, probabilities, class_names,
-                                   n_bootstrap=n_bootstrap, seed=seed)
+                                   n_bootstrap=n_bootstrap, seed=seed, groups=groups)
     if split_accuracies is not None:
         metrics["split_accuracy"] = dict(split_accuracies)
     metrics["run"] = dict(run_info)

@@ -361,7 +361,8 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
         - ``empty_prediction``: :func:`empty_prediction_baseline` of the same images;
         - ``dice_gain_over_empty``: ``dice_mean - empty_prediction.dice_mean``;
         - ``dice_by_tumor_size``: :func:`dice_by_tumor_size` of the per-image rows;
-        - ``per_image``: one dict per image (``image_id``, ``label``, ``height``,
+        - ``per_image``: one dict per image (``image_id``, ``label``, ``group`` (patient),
+          ``height``,
           ``width``, ``dice``, ``iou``, ``true_pixels``, ``predicted_pixels``).
 
     Raises:
@@ -375,7 +376,7 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
     for k, record in enumerate(predictions.records):
         prob, mask = predictions.probabilities[k], predictions.masks[k]
         per_image.append({
-            "image_id": record.image_id, "label": record.label,
+            "image_id": record.image_id, "label": record.label, "group": record.group,
             "height": int(mask.shape[0]), "width": int(mask.shape[1]),
             "dice": dices[k], "iou": ious[k], "true_pixels": int(np.count_nonzero(mask)),
             "predicted_pixels": int(np.count_nonzero(prob >= threshold)),

@@ -9,8 +9,9 @@ Intervals are percentile intervals (Efron & Tibshirani, 1993, ch. 13).
 
 Cases that are not independent (several radiographs of one patient) are resampled by group
 with :func:`bootstrap_resamples` (the cluster bootstrap: each replicate draws whole groups
-with replacement; Davison & Hinkley, 1997, sec. 3.8), which :func:`bootstrap_ci` takes as
-``groups``; resampling the cases of such data gives intervals that are too narrow.
+with replacement; Davison & Hinkley, 1997, sec. 3.8), which :func:`bootstrap_ci` and
+:func:`bootstrap_classification_replicates` take as ``groups`` (the same resamples for the
+same seed); resampling the cases of such data gives intervals that are too narrow.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "bootstrap_classification_replicates",
     "bootstrap_index_chunks",
     "bootstrap_resamples",
+    "group_numbers",
     "interval_summary",
     "percentile_interval",
 ]
@@ -74,20 +76,21 @@ def bootstrap_resamples(n_cases: int, n_bootstrap: int, seed: int = 0,
         for chunk in bootstrap_index_chunks(n_cases, n_bootstrap, seed):
             yield from chunk
         return
+    group_of_case = group_numbers(groups, n_cases)
+    members = [np.flatnonzero(group_of_case == g) for g in range(group_of_case.max() + 1)]
+    for chunk in bootstrap_index_chunks(len(members), n_bootstrap, seed):
+        for drawn in chunk:
+            yield np.concatenate([members[g] for g in drawn])
+
+
+def group_numbers(groups, n_cases: int) -> np.ndarray:
+    """Each case's group as an integer ``(n_cases,)``, groups numbered in order of first
+    appearance (the numbering :func:`bootstrap_resamples` draws from)."""
     groups = list(groups)
     if len(groups) != n_cases:
         raise ValueError(f"groups has {len(groups)} labels for {n_cases} cases")
     number: dict = {}
-    members: list[list[int]] = []
-    for case, group in enumerate(groups):
-        if group not in number:
-            number[group] = len(members)
-            members.append([])
-        members[number[group]].append(case)
-    arrays = [np.asarray(m, dtype=np.int64) for m in members]
-    for chunk in bootstrap_index_chunks(len(arrays), n_bootstrap, seed):
-        for drawn in chunk:
-            yield np.concatenate([arrays[g] for g in drawn])
+    return np.array([number.setdefault(group, len(number)) for group in groups], dtype=np.int64)
 
 
 def percentile_interval(values, confidence: float = 0.95) -> tuple[float | None, float | None]:
@@ -173,7 +176,7 @@ def _grouped_auc(weights: np.ndarray, positive_sorted: np.ndarray, group_starts:
 
 
 def bootstrap_classification_replicates(
-    labels: np.ndarray, probs: np.ndarray, n_bootstrap: int, seed: int
+    labels: np.ndarray, probs: np.ndarray, n_bootstrap: int, seed: int, groups=None
 ) -> dict[str, np.ndarray]:
     """Vectorised replicate values of accuracy, macro F1 and per-class recall and ROC AUC.
 
@@ -181,7 +184,10 @@ def bootstrap_classification_replicates(
     :func:`~bone_tumor_tf.evaluation.probabilities.validate_inputs`. Returns
     ``{"accuracy": (R,), "macro_f1": (R,), "recall": (K, R), "roc_auc": (K, R)}``.
     Each resample is represented by its case multiplicities (R, N) so every metric is a
-    matrix product or a cumulative sum. NaN marks a replicate where the metric is undefined:
+    matrix product or a cumulative sum. With ``groups`` (one label per case, e.g. the
+    patient) whole groups are drawn, exactly the resamples of :func:`bootstrap_resamples`
+    with the same seed: a case's multiplicity is the number of times its group was drawn.
+    NaN marks a replicate where the metric is undefined:
     recall / AUC of class k when k (or, for AUC, every other class) is absent from the
     resample; macro F1 when a class present in ``labels`` is absent from the resample.
     """
@@ -202,14 +208,17 @@ def bootstrap_classification_replicates(
     macro_f1 = np.full(n_bootstrap, np.nan)
     recall = np.full((n_classes, n_bootstrap), np.nan)
     roc_auc = np.full((n_classes, n_bootstrap), np.nan)
+    group_of_case = (np.arange(n_cases) if groups is None
+                     else group_numbers(groups, n_cases))
+    n_groups = int(group_of_case.max()) + 1
     start = 0
-    for chunk in bootstrap_index_chunks(n_cases, n_bootstrap, seed):
+    for chunk in bootstrap_index_chunks(n_groups, n_bootstrap, seed):
         n_rows = chunk.shape[0]
         stop = start + n_rows
-        flat = (np.arange(n_rows)[:, None] * n_cases + chunk).ravel()
-        multiplicity = np.bincount(flat, minlength=n_rows * n_cases).reshape(n_rows, n_cases)
-        multiplicity = multiplicity.astype(np.float64)
-        accuracy[start:stop] = multiplicity @ correct / n_cases
+        flat = (np.arange(n_rows)[:, None] * n_groups + chunk).ravel()
+        drawn = np.bincount(flat, minlength=n_rows * n_groups).reshape(n_rows, n_groups)
+        multiplicity = drawn[:, group_of_case].astype(np.float64)
+        accuracy[start:stop] = multiplicity @ correct / multiplicity.sum(axis=1)
         confusion = (multiplicity @ pair_one_hot).reshape(n_rows, n_classes, n_classes)
         true_positive = np.diagonal(confusion, axis1=1, axis2=2)
         support = confusion.sum(axis=2)

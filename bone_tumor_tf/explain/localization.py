@@ -122,6 +122,12 @@ def _mean(values) -> float:
     return float(np.mean(values))
 
 
+def _patients(rows: list[Mapping]) -> list | None:
+    """The rows' patient groups when every row has one, else None (resample images)."""
+    groups = [r.get("group") for r in rows]
+    return None if any(g is None for g in groups) else groups
+
+
 def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, seed: int = 0,
                            confidence: float = 0.95) -> dict:
     """Means with percentile-bootstrap intervals, per CAM method.
@@ -131,7 +137,9 @@ def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, see
             :data:`LOCALIZATION_METRICS`: ``pointing_game`` (bool), ``energy_inside`` and
             ``top_fraction_iou`` (float or None = undefined for that image) and
             ``chance_level`` (float, :func:`mask_fraction`).
-        n_bootstrap, seed, confidence: passed to ``bootstrap_ci`` (images resampled).
+        n_bootstrap, seed, confidence: passed to ``bootstrap_ci``. Rows with a ``"group"``
+            (the patient) resample patients, each with all its images; rows without one
+            resample images.
 
     Returns:
         ``{method: {"n_images": int, metric: {"estimate", "low", "high", "n_used", "n"},
@@ -148,19 +156,22 @@ def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, see
     for method, method_rows in by_method.items():
         entry: dict = {"n_images": len(method_rows)}
         for key in LOCALIZATION_METRICS:
-            values = np.array([float(r[key]) for r in method_rows if r.get(key) is not None])
+            defined = [r for r in method_rows if r.get(key) is not None]
+            values = np.array([float(r[key]) for r in defined])
             if values.size == 0:
                 entry[key] = {"estimate": None, "low": None, "high": None, "n_used": 0, "n": 0}
                 continue
             result = bootstrap_ci(_mean, values, n_bootstrap=n_bootstrap, seed=seed,
-                                  confidence=confidence)
+                                  confidence=confidence, groups=_patients(defined))
             entry[key] = {**result, "n": int(values.size)}
-        paired = [(float(r["pointing_game"]), float(r["chance_level"])) for r in method_rows
+        paired = [r for r in method_rows
                   if r.get("pointing_game") is not None and r.get("chance_level") is not None]
         if paired:
-            hits, chance = (np.array(v) for v in zip(*paired))
+            hits = np.array([float(r["pointing_game"]) for r in paired])
+            chance = np.array([float(r["chance_level"]) for r in paired])
             result = bootstrap_ci(lambda h, c: float(np.mean(h) - np.mean(c)), hits, chance,
-                                  n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
+                                  n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
+                                  groups=_patients(paired))
             entry["pointing_game_above_chance"] = {**result, "n": len(paired)}
         else:
             entry["pointing_game_above_chance"] = {"estimate": None, "low": None,

@@ -18,8 +18,8 @@ METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "
 SUMMARY_COLUMNS = ("file", "method", "predicted_class", "probability", "target_class",
                    "target_probability", "true_class", "output")
 #: Columns of ``cam_localization.csv``: one row per scored tumor image and method.
-LOCALIZATION_COLUMNS = ("file", "method", "true_class", "target_class", "pointing_game",
-                        "energy_inside", "top_fraction_iou", "chance_level")
+LOCALIZATION_COLUMNS = ("file", "method", "true_class", "group", "target_class",
+                        "pointing_game", "energy_inside", "top_fraction_iou", "chance_level")
 
 
 def localization_metrics(rows: Sequence[dict], *, model, data, split: str, splits_file,
@@ -28,6 +28,7 @@ def localization_metrics(rows: Sequence[dict], *, model, data, split: str, split
                          n_tumor_images: int, n_tumor_without_mask: int) -> dict:
     """The content of ``cam_metrics.json``: the job's settings and counts, and per method
     the means of the ``cam_localization.csv`` rows with 95 % bootstrap intervals."""
+    by_patient = bool(rows) and all(r.get("group") is not None for r in rows)
     return {
         "model": str(model),
         "data": str(data),
@@ -39,6 +40,9 @@ def localization_metrics(rows: Sequence[dict], *, model, data, split: str, split
         "crop_mode": crop_mode,
         "top_fraction": top_fraction,
         "n_bootstrap": n_bootstrap,
+        # a patient's images are not independent: resample patients when they are known
+        "resampled": "patients" if by_patient else "images",
+        "n_patients": len({r["group"] for r in rows}) if by_patient else None,
         "seed": seed,
         "confidence": 0.95,
         "n_images": n_images,
@@ -96,7 +100,9 @@ def render_report(metrics: Mapping) -> str:
             "uniform heatmap); 'Above chance' is the paired difference, and an interval "
             "above 0 means the maps point at the tumors more often than chance. "
             f"Intervals: {int(metrics['confidence'] * 100)}% percentile bootstrap over "
-            f"images ({metrics['n_bootstrap']} resamples).",
+            + (f"the {metrics['n_patients']} patients, each with all its images"
+               if metrics.get("resampled") == "patients" else "images")
+            + f" ({metrics['n_bootstrap']} resamples).",
             "",
         ]
     if metrics["crop_mode"] == "gt-box":

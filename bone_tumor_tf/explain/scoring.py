@@ -317,7 +317,7 @@ def _explain_batch(batch: list[CamItem], explainer, methods, target, class_names
             if mask is not None:
                 tally.localization.append({
                     "file": str(it.path), "method": method, "true_class": true_class,
-                    "target_class": class_names[tgt],
+                    "group": it.record.group, "target_class": class_names[tgt],
                     **score_localization(heatmap, mask, it.geometry.crop_box,
                                          options.top_fraction),
                 })

@@ -277,4 +277,5 @@ def evaluate_run(model, run_dir: Path, arrays: dict[str, SplitArrays], class_nam
         model_info={"architecture": options.arch, "task": options.task,
                     "weights": options.weights, "input": f"{options.image_size} px gray",
                     "classes": ", ".join(class_names), "seed": options.seed},
-        split_accuracies=split_accuracies, synthetic=synthetic)
+        split_accuracies=split_accuracies, synthetic=synthetic,
+        groups=[record.group for record in test.records])

@@ -102,6 +102,25 @@ def test_segmentation_rows_bootstrap_the_per_image_dice_and_the_normal_flag_rate
         "0.450 (0.500) / 0.500 (0.000) / 0.200 (0.000)")
 
 
+def test_segmentation_rows_resample_patients_when_the_rows_name_them():
+    from bone_tumor_tf.evaluation.reports.markdown import format_ci
+    from bone_tumor_tf.evaluation.stats import bootstrap_ci
+
+    dice = [0.2, 0.9, 0.5, 0.0, 0.7, 0.1]
+    patients = ["a", "a", "b", "c", "c", "c"]
+    per_image = [{"label": "benign", "dice": d, "predicted_pixels": 5, "group": g}
+                 for d, g in zip(dice, patients, strict=True)]
+    per_image += [{"label": "normal", "dice": 0.0, "predicted_pixels": p, "group": g}
+                  for p, g in zip((0, 4, 12, 0), ("d", "d", "e", "f"), strict=True)]
+    rows = dict(real_demo._segmentation_rows({"per_image": per_image}))
+    assert rows["test Dice, mean per tumor image"] == format_ci(
+        bootstrap_ci(np.mean, np.array(dice), seed=0, groups=patients))
+    assert rows["test Dice, mean per tumor image"] != format_ci(
+        bootstrap_ci(np.mean, np.array(dice), seed=0))
+    assert rows["normal test radiographs given a tumor mask"] == format_ci(
+        bootstrap_ci(np.mean, np.array([0.0, 1, 1, 0]), seed=0, groups=["d", "d", "e", "f"]))
+
+
 def test_summary_lists_each_command_once_and_points_rows_at_it(tmp_path):
     demo = real_demo.RealDemo(tmp_path, tmp_path / "out")
     crops = demo.out / "crops"

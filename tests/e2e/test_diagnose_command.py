@@ -304,3 +304,41 @@ def test_an_ensemble_of_one_segmenter_twice_gives_that_segmenters_chain(models, 
                  str(models["cls"]), "--out", str(tmp_path / "bad"), *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(models["cls"]) in err[0] and "not a segmentation" in err[0]
+
+
+def test_the_oracle_reads_a_split_through_the_crops_of_the_whole_dataset(models, synthetic_btxrd,
+                                                                         tmp_path):
+    """A normal radiograph's gt-box crop draws its size from the dataset's tumor boxes. The
+    oracle of one split must read the crops a training run on the whole dataset drew (the
+    classifier's own test figures), not crops drawn from the split's tumors alone."""
+    from bone_tumor_tf.data import load_dataset
+    from bone_tumor_tf.data.prepare import prepare_images
+    from bone_tumor_tf.data.splits import make_splits, save_splits
+    from bone_tumor_tf.diagnosis.models import load_chain_models
+    from bone_tumor_tf.evaluation.diagnosis import image_metrics
+
+    records = load_dataset(synthetic_btxrd).records
+    splits = make_splits(records, seed=0)
+    splits_csv = save_splits(splits, tmp_path / "splits.csv")
+    out = tmp_path / "eval"
+    assert main(["diagnose", "--segmenter", str(models["seg"]), "--classifier",
+                 str(models["cls"]), "--data", str(synthetic_btxrd), "--split", "test",
+                 "--splits", str(splits_csv), "--out", str(out), "--n-bootstrap", "20",
+                 "--cam", "none"]) == 0
+    oracle = json.loads((out / "diagnosis_metrics.json").read_text())["image_level"]["oracle"]
+    chain = load_chain_models(models["seg"], models["cls"])
+    test_ids = set(splits.loc[splits["split"] == "test", "image_id"])
+    test = np.array([r.image_id in test_ids for r in records])
+    labels = np.array([NAMES.index(r.label) for r in records])[test]
+
+    def oracle_of(prepared):
+        index = [chain.class_names.index(c) for c in NAMES]
+        return image_metrics(labels, np.asarray(chain.classify(prepared.images))[:, index])
+
+    as_trained = oracle_of(prepare_images(records, chain.classifier_size, "gt-box")
+                           .subset(np.flatnonzero(test)))
+    assert oracle["macro_auc"] == pytest.approx(as_trained["macro_auc"])
+    assert oracle["recall"] == pytest.approx(as_trained["recall"])
+    split_alone = oracle_of(prepare_images([r for r, t in zip(records, test) if t],
+                                           chain.classifier_size, "gt-box"))
+    assert split_alone["macro_auc"] != pytest.approx(as_trained["macro_auc"])

@@ -160,11 +160,51 @@ def test_evaluate_cli_reproduces_the_run_metrics(finished_run, synthetic_btxrd, 
     original = json.loads((finished_run / "metrics.json").read_text())
     assert again["accuracy"] == pytest.approx(original["accuracy"])
     assert again["confusion_matrix"] == original["confusion_matrix"]
+    # both intervals resample the test split's patients, so they are the same intervals
+    splits = pd.read_csv(finished_run / "splits.csv")
+    n_patients = splits.loc[splits["split"] == "test", "group"].nunique()
+    for metrics in (original, again):
+        boot = metrics["bootstrap"]
+        assert (boot["resampled"], boot["n_resampled"]) == ("patients", n_patients)
+    assert again["bootstrap"]["accuracy"] == pytest.approx(original["bootstrap"]["accuracy"])
     # The same evaluation as the run's: all six plots (training curves from the run folder).
     plots = sorted(p.name for p in out.glob("*.png"))
     assert plots == sorted(p.name for p in finished_run.glob("*.png")) and len(plots) == 6
     report = (out / "report.md").read_text()
     assert all(f"]({name})" in report for name in plots)
+    assert f"over the {n_patients} patients" in report
+
+
+def test_evaluate_reproduces_a_gt_box_run_on_its_test_split(synthetic_btxrd, tmp_path):
+    """A normal radiograph's gt-box crop draws its size from the dataset's tumor boxes: the
+    re-evaluation of one split draws from the whole dataset, as the run did, so it sees the
+    run's own crops and reproduces its test figures exactly."""
+    from bone_tumor_tf.cli.evaluate import main as evaluate_main
+    from bone_tumor_tf.data import load_dataset
+    from bone_tumor_tf.data.prepare import prepare_images, tumor_relative_sizes
+
+    run = tmp_path / "gtbox"
+    train_classifier(tiny_options(synthetic_btxrd, run, task="multiclass", crop="gt-box",
+                                  phase2_epochs=0))
+    out = tmp_path / "eval"
+    assert evaluate_main(["--model", str(run / "model.keras"), "--data", str(synthetic_btxrd),
+                          "--out", str(out), "--n-bootstrap", "50"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    original = json.loads((run / "metrics.json").read_text())
+    assert again["confusion_matrix"] == original["confusion_matrix"]
+    for name, figures in original["per_class"].items():
+        assert again["per_class"][name] == pytest.approx(figures)
+    # the crops of the test split's normals depend on the size pool they draw from
+    records = load_dataset(synthetic_btxrd).records
+    splits = pd.read_csv(run / "splits.csv")
+    test_ids = set(splits.loc[splits["split"] == "test", "image_id"])
+    test = [r for r in records if r.image_id in test_ids]
+    normal = np.array([r.label == "normal" for r in test])
+    assert normal.any()
+    whole = prepare_images(test, 32, "gt-box", normal_crop_sizes=tumor_relative_sizes(records))
+    alone = prepare_images(test, 32, "gt-box")
+    assert [g.crop_box for g in np.array(whole.geometries, object)[normal]] != [
+        g.crop_box for g in np.array(alone.geometries, object)[normal]]
 
 
 def test_train_model_cli_refuses_bad_options_in_one_line(synthetic_btxrd, tmp_path, capsys):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score, roc_auc_score
 
+from bone_tumor_tf.evaluation.classification import evaluate_predictions
 from bone_tumor_tf.evaluation.diagnosis import false_tumor_rate, paired_bootstrap
 from bone_tumor_tf.evaluation.stats import bootstrap_ci, bootstrap_index_chunks, bootstrap_resamples
 
@@ -66,3 +68,45 @@ def test_paired_differences_and_false_alarms_resample_patients():
     expected = bootstrap_ci(np.mean, np.array([1.0, 0, 0, 0]), n_bootstrap=300,
                             groups=["p1", "p1", "p2", "p4"])
     assert (rate["low"], rate["high"]) == (expected["low"], expected["high"])
+
+
+def test_a_classifiers_intervals_resample_patients_as_bootstrap_ci_does():
+    """The vectorised bootstrap of evaluate_predictions, given patients, draws exactly the
+    cluster resamples of bootstrap_ci, and scikit-learn on each resample gives its intervals."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 5, size=25)                 # 25 patients with 1-4 radiographs
+    groups = np.repeat([f"p{i}" for i in range(25)], sizes)
+    rng.shuffle(groups)                                  # a patient's cases need not be adjacent
+    labels = rng.integers(0, 3, size=groups.size)
+    probs = rng.dirichlet([1, 1, 1], groups.size) * 0.6 + np.eye(3)[labels] * 0.4
+    names = ("normal", "benign", "malignant")
+    metrics = evaluate_predictions(labels, probs, names, n_bootstrap=120, seed=4,
+                                   groups=groups)
+    boot = metrics["bootstrap"]
+    assert (boot["resampled"], boot["n_resampled"]) == ("patients", 25)
+
+    def generic(fn):
+        return bootstrap_ci(fn, labels, probs, n_bootstrap=120, seed=4, groups=groups)
+
+    assert boot["accuracy"] == pytest.approx(generic(lambda y, p: np.mean(p.argmax(1) == y)))
+
+    def macro_f1(y, p):
+        if not set(labels.tolist()) <= set(y.tolist()):
+            return None
+        return f1_score(y, p.argmax(1), labels=[0, 1, 2], average="macro", zero_division=0)
+
+    assert boot["macro_f1"] == pytest.approx(generic(macro_f1))
+    for k, name in enumerate(names):
+        def auc(y, p, k=k):
+            return roc_auc_score(y == k, p[:, k]) if 0 < np.sum(y == k) < y.size else None
+
+        def recall(y, p, k=k):
+            return np.mean(p[y == k].argmax(1) == k) if np.any(y == k) else None
+
+        assert boot["roc_auc"][name] == pytest.approx(generic(auc))
+        assert boot["recall"][name] == pytest.approx(generic(recall))
+    plain = evaluate_predictions(labels, probs, names, n_bootstrap=120, seed=4)["bootstrap"]
+    assert (plain["resampled"], plain["n_resampled"]) == ("cases", groups.size)
+    assert plain["accuracy"] != pytest.approx(boot["accuracy"])
+    with pytest.raises(ValueError, match="groups has 3 labels"):
+        evaluate_predictions(labels, probs, names, n_bootstrap=5, groups=["a", "b", "c"])

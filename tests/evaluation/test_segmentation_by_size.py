@@ -52,8 +52,8 @@ def test_evaluation_and_report_carry_the_size_table(tmp_path):
         prob.flat[:n_found] = 0.9
         masks.append(mask)
         probs.append(prob)
-    records = [SimpleNamespace(image_id=f"i{k}", label="normal" if k == 3 else "benign")
-               for k in range(4)]
+    records = [SimpleNamespace(image_id=f"i{k}", group=f"p{k}",
+                               label="normal" if k == 3 else "benign") for k in range(4)]
     predictions = SimpleNamespace(records=records, probabilities=probs, masks=masks,
                                   is_normal=[False, False, False, True])
     metrics = evaluate_segmentation(predictions, threshold=0.5)

@@ -429,6 +429,26 @@ def test_summarize_localization_means_and_intervals():
     assert summary["scorecam"]["pointing_game"]["estimate"] == 0.0
 
 
+def test_localization_intervals_resample_patients_when_rows_name_them():
+    """Two radiographs of one patient per row pair: the patients' interval is that of one
+    row per patient (the copies add nothing), and wider than resampling the images."""
+    rng = np.random.default_rng(3)
+    hits, chance = rng.random(30) < 0.4, rng.uniform(0.05, 0.3, 30)
+    one = [{"method": "gradcam", "pointing_game": bool(h), "energy_inside": None,
+            "top_fraction_iou": None, "chance_level": float(c), "group": f"p{i}"}
+           for i, (h, c) in enumerate(zip(hits, chance))]
+    twice = [dict(row) for row in one for _ in range(2)]
+    by_patient = summarize_localization(twice, n_bootstrap=300, seed=1)["gradcam"]
+    single = summarize_localization(one, n_bootstrap=300, seed=1)["gradcam"]
+    for key in ("pointing_game", "pointing_game_above_chance"):
+        assert (by_patient[key]["low"], by_patient[key]["high"]) == pytest.approx(
+            (single[key]["low"], single[key]["high"]))
+    by_image = summarize_localization([{k: v for k, v in row.items() if k != "group"}
+                                       for row in twice], n_bootstrap=300, seed=1)["gradcam"]
+    width = by_image["pointing_game"]["high"] - by_image["pointing_game"]["low"]
+    assert width < 0.8 * (single["pointing_game"]["high"] - single["pointing_game"]["low"])
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -488,9 +508,16 @@ def test_cli_data_scores_localization(saved_model, synthetic_btxrd, tmp_path, ca
                 "pointing_game_above_chance"):
         assert {"estimate", "low", "high"} <= set(gradcam[key])
     assert 0 < gradcam["chance_level"]["estimate"] < 1
+    localization = _read_csv(out / "cam_localization.csv")
+    assert len(localization) == n_tumor
+    patients = splits.set_index("image_id")["group"]
+    assert [r["group"] for r in localization] == [
+        patients[Path(r["file"]).name] for r in localization]
+    assert metrics["resampled"] == "patients"
+    assert metrics["n_patients"] == len({r["group"] for r in localization})
     report = (out / "cam_report.md").read_text()
     assert "Pointing game" in report and "Chance level" in report
-    assert len(_read_csv(out / "cam_localization.csv")) == n_tumor
+    assert f"over the {metrics['n_patients']} patients" in report
 
 
 def test_cli_errors_are_one_line_exit_2(saved_model, tmp_path, capsys):

@@ -101,6 +101,14 @@ def _summary_table(metrics: Mapping) -> list[str]:
     return markdown_table(["Metric", "Value"], rows)
 
 
+def _resampled(bootstrap: Mapping) -> str:
+    """What each replicate draws, in words (metrics written before patients: cases)."""
+    if bootstrap.get("resampled") == "patients":
+        return (f"over the {bootstrap['n_resampled']} patients (each replicate draws whole "
+                "patients with all their radiographs)")
+    return "over cases"
+
+
 def _bootstrap_table(metrics: Mapping) -> list[str]:
     bootstrap = metrics["bootstrap"]
     rows = []
@@ -182,7 +190,7 @@ def write_classification_report(
     lines += _per_class_table(metrics)
     confidence = f"{bootstrap['confidence'] * 100:g}%"
     lines += ["## Table 3. Summary on the test set", "",
-              f"Intervals: {confidence} percentile bootstrap over cases, "
+              f"Intervals: {confidence} percentile bootstrap {_resampled(bootstrap)}, "
               f"{bootstrap['n_replicates']} replicates (seed {bootstrap['seed']}).", ""]
     lines += _summary_table(metrics)
     lines += [f"## Table 4. Per-class {confidence} bootstrap confidence intervals", "",
