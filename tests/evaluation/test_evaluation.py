@@ -295,16 +295,27 @@ def test_brier_scores():
 # --------------------------------------------------------------------------- bootstrap
 
 
-def test_vectorised_bootstrap_equals_generic_bootstrap_ci():
+@pytest.mark.parametrize("by_patient", [False, True], ids=["cases", "patients"])
+def test_vectorised_bootstrap_equals_generic_bootstrap_ci(by_patient):
     """The fast bootstrap inside evaluate_predictions sees the same resamples as
-    bootstrap_ci and gives the same intervals as scikit-learn on each resample."""
+    bootstrap_ci (cases, or whole patients: the cluster bootstrap) and gives the same
+    intervals as scikit-learn on each resample."""
     labels, probs = random_predictions(40, n_classes=3, separation=1.0, seed=8)
+    groups = None
+    if by_patient:  # 15 patients with 1-5 radiographs each, not adjacent in case order
+        rng = np.random.default_rng(5)
+        groups = rng.permutation(np.repeat(np.arange(15), [1, 2, 3, 4, 5] * 3)[:40])
+        groups = [f"p{g}" for g in groups]
     n_bootstrap, seed = 150, 3
-    metrics = evaluate_predictions(labels, probs, THREE_CLASSES, n_bootstrap=n_bootstrap, seed=seed)
+    metrics = evaluate_predictions(labels, probs, THREE_CLASSES, n_bootstrap=n_bootstrap,
+                                   seed=seed, groups=groups)
     boot = metrics["bootstrap"]
+    assert (boot["resampled"], boot["n_resampled"]) == (
+        ("patients", len(set(groups))) if by_patient else ("cases", 40))
 
     def generic(fn):
-        return bootstrap_ci(fn, labels, probs, n_bootstrap=n_bootstrap, seed=seed)
+        return bootstrap_ci(fn, labels, probs, n_bootstrap=n_bootstrap, seed=seed,
+                            groups=groups)
 
     assert boot["accuracy"] == pytest.approx(generic(lambda y, p: np.mean(p.argmax(1) == y)))
 
