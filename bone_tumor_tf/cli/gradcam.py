@@ -79,7 +79,9 @@ def build_parser(prog: str = "bone-tumor gradcam"):
                              "(default: 0.15)")
     parser.add_argument("--n-bootstrap", type=int, default=1000,
                         help="bootstrap resamples for the 95%% intervals (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="bootstrap seed, and the seed of the normal radiographs' gt-box "
+                             "crops, as in training (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

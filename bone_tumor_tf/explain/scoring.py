@@ -7,8 +7,11 @@ and the class the map explains (``panel``: radiograph | heatmap | overlay); ``su
 lists them. Region the model sees: with ``images`` the whole radiograph, scaled and padded
 (crop mode ``none``; a ``gt-box`` model then sees images unlike its training crops, and a
 warning says so); with ``data`` and a ``gt-box`` model each tumor image is cropped to its
-annotation's union tumor box as in training, normal images (and tumor images without an
-annotation) are shown whole. Heatmaps are zero outside the region the model saw.
+annotation's union tumor box as in training, and each normal image to the random box its
+training run drew for it (size from the whole dataset's tumor boxes, placement seeded by the
+image and ``seed``: :func:`~bone_tumor_tf.data.preprocess.random_normal_crop_box`); tumor
+images without an annotation are shown whole. Heatmaps are zero outside the region the
+model saw.
 
 With ``data`` (BTXRD layout) one split is explained (``splits`` CSV, else ``splits.csv``
 next to the model, else all images with a warning) and every tumor image with a non-empty
@@ -38,8 +41,8 @@ import numpy as np
 from bone_tumor_tf.data import load_dataset
 from bone_tumor_tf.data.annotations import read_record_annotation
 from bone_tumor_tf.data.images import read_image
-from bone_tumor_tf.data.prepare import default_workers
-from bone_tumor_tf.data.preprocess import map_to_original
+from bone_tumor_tf.data.prepare import default_workers, tumor_relative_sizes
+from bone_tumor_tf.data.preprocess import crop_to_box, map_to_original, random_normal_crop_box
 from bone_tumor_tf.data.splits import load_splits
 from bone_tumor_tf.errors import BoneTumorError, DataError, ModelFileError
 from bone_tumor_tf.explain.cam import METHODS, CamExplainer
@@ -65,7 +68,8 @@ class CamOptions:
     Exactly one of ``images`` (files and/or folders) and ``data`` (a dataset folder) is
     given. ``target_class``: None explains the predicted class, ``"true"`` each image's
     ground-truth class (``data`` only), else a class name of the model. ``alpha`` in
-    [0, 1] is the overlay's heatmap opacity; ``top_fraction`` in (0, 1].
+    [0, 1] is the overlay's heatmap opacity; ``top_fraction`` in (0, 1]. ``seed`` seeds the
+    bootstrap and, for a ``gt-box`` model, the normal radiographs' crops (as training did).
     """
 
     model: str | Path
@@ -162,14 +166,15 @@ def select_split(records, split: str, splits_csv: str | None, model_path: Path):
     return chosen, path
 
 
-def collect_items(options: CamOptions) -> tuple[list[CamItem], Path | None]:
-    """The images to explain (``limit`` applied) and the splits file used, if any."""
+def collect_items(options: CamOptions) -> tuple[list[CamItem], Path | None, list]:
+    """The images to explain (``limit`` applied), the splits file used, if any, and every
+    record of the dataset (empty without ``data``)."""
     if options.images is not None:
         files = expand_inputs(options.images)
         if not files:
             raise DataError(" ".join(map(str, options.images)), "no image files found")
         files = files[:options.limit] if options.limit else files
-        return [CamItem(path=p, stem=s) for p, s in zip(files, unique_stems(files))], None
+        return [CamItem(path=p, stem=s) for p, s in zip(files, unique_stems(files))], None, []
     dataset = load_dataset(options.data)
     records, splits_path = select_split(dataset.records, options.split, options.splits,
                                         Path(options.model))
@@ -177,10 +182,11 @@ def collect_items(options: CamOptions) -> tuple[list[CamItem], Path | None]:
     paths = [Path(r.path) for r in records]
     items = [CamItem(path=p, stem=s, record=r)
              for p, s, r in zip(paths, unique_stems(paths), records)]
-    return items, splits_path
+    return items, splits_path, list(dataset.records)
 
 
-def _prepare(item: CamItem, image_size: int, gt_box: bool) -> CamItem:
+def _prepare(item: CamItem, image_size: int, gt_box: bool, normal_crop_sizes, seed: int
+             ) -> CamItem:
     """Read the image (and the annotation of a tumor image); fill input and geometry."""
     record = item.record
     if record is not None and record.label != "normal":
@@ -191,14 +197,26 @@ def _prepare(item: CamItem, image_size: int, gt_box: bool) -> CamItem:
     if item.annotation is not None:
         item.annotation = item.annotation.scaled(prepared.scale, prepared.original.shape[:2])
     item.input, item.geometry = prepared.input, prepared.geometry
+    if gt_box and normal_crop_sizes is not None and record is not None \
+            and record.label == "normal":
+        # the crop a training run on the dataset drew (bone_tumor_tf.data.prepare)
+        box = random_normal_crop_box(prepared.original.shape[:2], normal_crop_sizes,
+                                     record.image_id, seed)
+        item.input, item.geometry = crop_to_box(prepared.original, box, image_size)
     return item
 
 
-def prepare_items(items: list[CamItem], image_size: int, gt_box: bool) -> None:
-    """Read and check every input before any CAM; raise one error for all failures."""
+def prepare_items(items: list[CamItem], image_size: int, gt_box: bool,
+                  normal_crop_sizes=None, seed: int = 0) -> None:
+    """Read and check every input before any CAM; raise one error for all failures.
+
+    ``normal_crop_sizes`` (with ``gt_box``): the dataset's tumor box sizes, from which each
+    normal radiograph's crop is drawn as in training; None: normal radiographs are shown
+    whole.
+    """
     def work(item):
         try:
-            return _prepare(item, image_size, gt_box), None
+            return _prepare(item, image_size, gt_box, normal_crop_sizes, seed), None
         except DataError as error:
             return item, error
 
@@ -335,7 +353,7 @@ def explain(options: CamOptions) -> list[str]:
     model_path = Path(options.model)
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: model file not found")
-    items, splits_path = collect_items(options)
+    items, splits_path, dataset_records = collect_items(options)
 
     model = load_model(model_path)
     contract = read_contract(model)
@@ -348,7 +366,10 @@ def explain(options: CamOptions) -> list[str]:
         logger.warning("this model was trained on images cropped to the ground-truth tumor "
                        "box (crop mode gt-box); whole radiographs are outside its training "
                        "distribution")
-    prepare_items(items, contract.image_size, gt_box=crop_mode == "gt-box")
+    normal_crop_sizes = (tumor_relative_sizes(dataset_records)
+                         if crop_mode == "gt-box" and dataset_records else None)
+    prepare_items(items, contract.image_size, gt_box=crop_mode == "gt-box",
+                  normal_crop_sizes=normal_crop_sizes, seed=options.seed)
     if crop_mode == "gt-box" and options.data is not None:
         uncropped = sum(1 for it in items if it.record.label != "normal"
                         and it.annotation is None)

@@ -537,3 +537,33 @@ def test_cli_errors_are_one_line_exit_2(saved_model, tmp_path, capsys):
                "--class", "malignant"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "normal, tumor" in err
+
+
+def test_a_gt_box_model_reads_normal_radiographs_through_their_training_crops(synthetic_btxrd,
+                                                                            tmp_path, capsys):
+    """With --data, a gt-box model reads each normal radiograph through the random crop a
+    training run on the dataset drew for it (not the whole radiograph), so the panels show
+    the model's test-time reading: its probabilities equal those on prepare_images' crops."""
+    from helpers import save_chain_classifier
+
+    from bone_tumor_tf.cli.gradcam import main
+    from bone_tumor_tf.data import load_dataset
+    from bone_tumor_tf.data.prepare import prepare_images
+    from bone_tumor_tf.inference import load_model
+
+    model_path = save_chain_classifier(tmp_path / "cls.keras", size=32)
+    out = tmp_path / "cams"
+    rc = main(["--model", str(model_path), "--data", str(synthetic_btxrd), "--split", "all",
+               "--out", str(out), "--class", "true", "--n-bootstrap", "20", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    records = load_dataset(synthetic_btxrd).records
+    prepared = prepare_images(records, 32, "gt-box")           # as a training run crops
+    probs = load_model(model_path).predict(prepared.images[..., None], verbose=0)
+    index = {str(r.path): k for k, r in enumerate(records)}
+    rows = _read_csv(out / "summary.csv")
+    normal = [r for r in rows if r["true_class"] == "normal"]
+    assert normal and len(rows) == len(records)
+    for row in rows:
+        k = index[row["file"]]
+        assert float(row["target_probability"]) == pytest.approx(
+            probs[k, ["normal", "benign", "malignant"].index(row["true_class"])], abs=1e-5)
