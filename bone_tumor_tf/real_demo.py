@@ -59,8 +59,7 @@ from bone_tumor_tf.diagnosis.operating_point import (
 from bone_tumor_tf.diagnosis.run import read_results
 from bone_tumor_tf.errors import DataError
 from bone_tumor_tf.evaluation.reports.markdown import format_ci, format_number, markdown_table
-from bone_tumor_tf.evaluation.segmentation import dice_by_tumor_size
-from bone_tumor_tf.evaluation.stats import bootstrap_ci
+from bone_tumor_tf.evaluation.segmentation import dice_by_tumor_size, segmentation_intervals
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -333,28 +332,21 @@ def _load(path: Path) -> dict:
 
 def _segmentation_rows(metrics: dict) -> list[tuple[str, str]]:
     images = metrics.get("per_image") or []
-    tumor = [r for r in images if r["label"] != "normal"]
-    normal = [r for r in images if r["label"] == "normal"]
-    dice = np.array([r["dice"] for r in tumor], float)
-    normal_flagged = np.array([r["predicted_pixels"] > 0 for r in normal], float)
-
-    def patients(rows):  # intervals resample patients (rows of older runs: images)
-        return [r["group"] for r in rows] if rows and "group" in rows[0] else None
-
+    dice = np.array([r["dice"] for r in images if r["label"] != "normal"], float)
+    # intervals over patients (rows of runs before patients were recorded: images)
+    intervals = segmentation_intervals(images) if images else {}
     rows = []
     if dice.size:
-        rows.append(("test Dice, mean per tumor image",
-                     format_ci(bootstrap_ci(np.mean, dice, seed=0, groups=patients(tumor)))))
+        rows.append(("test Dice, mean per tumor image", format_ci(intervals["tumor_dice_mean"])))
         rows.append(("test Dice, median per tumor image", format_number(np.median(dice))))
     groups = dice_by_tumor_size(images) if images and "true_pixels" in images[0] else []
     if len(groups) == 3:
         rows.append(("test Dice by tumor size, smallest / middle / largest third (missed)",
                      " / ".join(f"{format_number(g['dice_mean'])} ({format_number(g['missed'])})"
                                 for g in groups)))
-    if normal_flagged.size:
+    if intervals.get("normal_fp_image_rate"):
         rows.append(("normal test radiographs given a tumor mask",
-                     format_ci(bootstrap_ci(np.mean, normal_flagged, seed=0,
-                                            groups=patients(normal)))))
+                     format_ci(intervals["normal_fp_image_rate"])))
     return rows
 
 

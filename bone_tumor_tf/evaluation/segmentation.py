@@ -14,7 +14,8 @@ metric :class:`bone_tumor_tf.models.metrics.DiceCoefficient` and in :func:`resiz
 IoU, pixel ROC AUC and the normal-image false-positive rate; :func:`evaluate_segmentation`
 adds the same metrics of an all-empty prediction, the baseline every model must beat (on a
 test set of tumor images its Dice is 0; every normal image adds a Dice of 1 to it), and
-:func:`dice_by_tumor_size` (small tumors are where a U-Net at a low input size fails). The
+:func:`dice_by_tumor_size` (small tumors are where a U-Net at a low input size fails) and
+:func:`segmentation_intervals` (bootstrap intervals over patients). The
 probability maps and masks it scores come from
 :func:`bone_tumor_tf.inference.segmentation.predictions_at_original_resolution`
 (maps brought back through each image's pad/resize geometry, LabelMe polygons rasterised
@@ -34,6 +35,8 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from bone_tumor_tf.evaluation.stats import bootstrap_ci
+
 __all__ = [
     "dice_by_tumor_size",
     "dice_score",
@@ -41,6 +44,7 @@ __all__ = [
     "evaluate_segmentation",
     "iou_score",
     "resize_mask",
+    "segmentation_intervals",
     "segmentation_report",
 ]
 
@@ -340,7 +344,8 @@ def empty_prediction_baseline(masks: Sequence[np.ndarray], is_normal: Sequence[b
     }
 
 
-def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) -> dict:
+def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0,
+                          n_bootstrap: int = 1000) -> dict:
     """Test-set metrics at the original resolution, with the empty-prediction baseline.
 
     Args:
@@ -348,7 +353,8 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
             :class:`~bone_tumor_tf.inference.segmentation.OriginalResolutionPredictions`
             (``records``, ``probabilities``, ``masks``, ``is_normal``).
         threshold: ``prob >= threshold`` is tumor.
-        seed: seed of the pixel-AUC subsample.
+        seed: seed of the pixel-AUC subsample and of the bootstrap.
+        n_bootstrap: replicates of :func:`segmentation_intervals`.
 
     Returns:
         The JSON-ready dict of :func:`segmentation_report` (keys
@@ -361,6 +367,7 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
         - ``empty_prediction``: :func:`empty_prediction_baseline` of the same images;
         - ``dice_gain_over_empty``: ``dice_mean - empty_prediction.dice_mean``;
         - ``dice_by_tumor_size``: :func:`dice_by_tumor_size` of the per-image rows;
+        - ``bootstrap``: :func:`segmentation_intervals` of the per-image rows;
         - ``per_image``: one dict per image (``image_id``, ``label``, ``group`` (patient),
           ``height``,
           ``width``, ``dice``, ``iou``, ``true_pixels``, ``predicted_pixels``).
@@ -383,7 +390,47 @@ def evaluate_segmentation(predictions, threshold: float = 0.5, seed: int = 0) ->
         })
     return {"resolution": "original", **report, "empty_prediction": baseline,
             "dice_gain_over_empty": report["dice_mean"] - baseline["dice_mean"],
-            "dice_by_tumor_size": dice_by_tumor_size(per_image), "per_image": per_image}
+            "dice_by_tumor_size": dice_by_tumor_size(per_image),
+            "bootstrap": segmentation_intervals(per_image, n_bootstrap, seed),
+            "per_image": per_image}
+
+
+def segmentation_intervals(per_image: Sequence[Mapping], n_bootstrap: int = 1000,
+                           seed: int = 0, confidence: float = 0.95) -> dict:
+    """Percentile bootstrap intervals of the per-image means, resampling patients.
+
+    Args:
+        per_image: rows with ``label`` (``"normal"`` or a tumor class), ``dice``,
+            ``predicted_pixels`` and ``group`` (the patient; rows without it, as written
+            before patients were recorded, resample images).
+
+    Returns:
+        ``{"resampled": "patients" | "images", "n_patients", "n_replicates", "confidence",
+        "dice_mean", "tumor_dice_mean", "normal_fp_image_rate"}``; each interval is
+        :func:`~bone_tumor_tf.evaluation.stats.bootstrap_ci`'s ``{"estimate", "low",
+        "high", "n_used"}`` over all images, the tumor images, and the normal images (flag:
+        any predicted pixel), or None when there are no such images.
+    """
+    rows = list(per_image)
+    by_patient = bool(rows) and all(r.get("group") is not None for r in rows)
+
+    def interval(chosen, values):
+        if not chosen:
+            return None
+        groups = [r["group"] for r in chosen] if by_patient else None
+        return bootstrap_ci(np.mean, np.asarray(values, np.float64), n_bootstrap=n_bootstrap,
+                            seed=seed, confidence=confidence, groups=groups)
+
+    tumor = [r for r in rows if r["label"] != "normal"]
+    normal = [r for r in rows if r["label"] == "normal"]
+    return {
+        "resampled": "patients" if by_patient else "images",
+        "n_patients": len({r["group"] for r in rows}) if by_patient else None,
+        "n_replicates": int(n_bootstrap), "confidence": float(confidence),
+        "dice_mean": interval(rows, [r["dice"] for r in rows]),
+        "tumor_dice_mean": interval(tumor, [r["dice"] for r in tumor]),
+        "normal_fp_image_rate": interval(normal, [r["predicted_pixels"] > 0 for r in normal]),
+    }
 
 
 def dice_by_tumor_size(per_image: Sequence[Mapping], n_groups: int = 3) -> list[dict]:

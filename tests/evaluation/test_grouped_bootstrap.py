@@ -91,3 +91,28 @@ def test_a_classifiers_intervals_over_patients_are_wider_than_over_radiographs()
     assert width(by_patient["accuracy"]) > width(by_case["accuracy"])
     with pytest.raises(ValueError, match="groups has 3 labels"):
         evaluate_predictions(labels, probs, names, n_bootstrap=5, groups=["a", "b", "c"])
+
+
+def test_segmentation_intervals_resample_patients_and_say_so():
+    from bone_tumor_tf.evaluation.segmentation import segmentation_intervals
+
+    rows = [{"label": "benign", "dice": d, "predicted_pixels": 9, "group": g}
+            for d, g in zip([0.1, 0.8, 0.6, 0.0, 0.9], ["a", "a", "b", "c", "c"], strict=True)]
+    rows += [{"label": "normal", "dice": 1.0 - (p > 0), "predicted_pixels": p, "group": g}
+             for p, g in zip([0, 5, 0, 0], ["d", "d", "e", "f"], strict=True)]
+    out = segmentation_intervals(rows, n_bootstrap=300, seed=2)
+    assert (out["resampled"], out["n_patients"], out["n_replicates"]) == ("patients", 6, 300)
+    tumor = rows[:5]
+    assert out["tumor_dice_mean"] == bootstrap_ci(
+        np.mean, np.array([r["dice"] for r in tumor]), n_bootstrap=300, seed=2,
+        groups=[r["group"] for r in tumor])
+    assert out["normal_fp_image_rate"] == bootstrap_ci(
+        np.mean, np.array([0.0, 1, 0, 0]), n_bootstrap=300, seed=2, groups=["d", "d", "e", "f"])
+    assert out["dice_mean"]["estimate"] == pytest.approx(np.mean([r["dice"] for r in rows]))
+    # rows written before patients were recorded resample images; no normals, no rate
+    old = [{k: v for k, v in r.items() if k != "group"} for r in tumor]
+    plain = segmentation_intervals(old, n_bootstrap=300, seed=2)
+    assert (plain["resampled"], plain["n_patients"]) == ("images", None)
+    assert plain["tumor_dice_mean"] == bootstrap_ci(
+        np.mean, np.array([r["dice"] for r in tumor]), n_bootstrap=300, seed=2)
+    assert plain["normal_fp_image_rate"] is None

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bone_tumor_tf.evaluation.reports.markdown import format_ci
 from bone_tumor_tf.evaluation.reports.segmentation import write_segmentation_report
 from bone_tumor_tf.evaluation.segmentation import dice_by_tumor_size, evaluate_segmentation
 
@@ -67,3 +68,9 @@ def test_evaluation_and_report_carry_the_size_table(tmp_path):
     assert "### Dice by tumor size" in text
     assert "| 2.00 - 2.00 | 1 | 0.000 | 1.000 |" in text
     assert "| 10.00 - 10.00 | 1 | 0.667 | 0.000 |" in text
+    # the test figures come with their intervals over the 4 patients
+    assert metrics["bootstrap"]["resampled"] == "patients"
+    tumor_dice = metrics["bootstrap"]["tumor_dice_mean"]
+    assert tumor_dice["estimate"] == pytest.approx(metrics["tumor_dice_mean"])
+    assert "percentile bootstrap over the 4 patients" in text
+    assert f"| Dice, mean over tumor images | {format_ci(tumor_dice)} |" in text

@@ -19,6 +19,7 @@ from bone_tumor_tf.data.images import read_image
 from bone_tumor_tf.errors import BoneTumorError, DataError
 from bone_tumor_tf.evaluation.reports.markdown import (
     SYNTHETIC_WARNING,
+    format_ci,
     format_number,
     markdown_table,
     relative_link,
@@ -94,22 +95,38 @@ def write_case_overlays(predictions, metrics: Mapping, out_dir: str | Path,
 
 def _metric_rows(metrics: Mapping) -> list[list[str]]:
     base = metrics["empty_prediction"]
+    intervals = metrics.get("bootstrap") or {}
+
+    def model(key):  # the estimate with its interval where one was computed
+        interval = intervals.get(key)
+        return format_ci(interval) if interval else format_number(metrics.get(key))
+
     no_normals = metrics.get("n_normal", 0) == 0
     fp_note = " (no normal test images)" if no_normals else ""
     rows = [
-        ["Dice, mean per image", metrics["dice_mean"], base["dice_mean"]],
+        ["Dice, mean per image", model("dice_mean"), base["dice_mean"]],
         ["Dice, median per image", metrics["dice_median"], base["dice_median"]],
         ["IoU, mean per image", metrics["iou_mean"], base["iou_mean"]],
         ["IoU, median per image", metrics["iou_median"], base["iou_median"]],
-        ["Dice, mean over tumor images", metrics.get("tumor_dice_mean"),
+        ["Dice, mean over tumor images", model("tumor_dice_mean"),
          base.get("tumor_dice_mean")],
         ["Dice, pooled over all pixels", metrics["dice_pooled"], base["dice_pooled"]],
         ["IoU, pooled over all pixels", metrics["iou_pooled"], base["iou_pooled"]],
         ["Pixel ROC AUC", metrics["pixel_auc"], base["pixel_auc"]],
-        [f"Normal images with a false positive{fp_note}", metrics["normal_fp_image_rate"],
+        [f"Normal images with a false positive{fp_note}", model("normal_fp_image_rate"),
          base["normal_fp_image_rate"]],
     ]
-    return [[name, format_number(model), format_number(empty)] for name, model, empty in rows]
+    return [[name, value if isinstance(value, str) else format_number(value),
+             format_number(empty)] for name, value, empty in rows]
+
+
+def _intervals_sentence(bootstrap: Mapping | None) -> str:
+    if not bootstrap:
+        return ""
+    over = (f"the {bootstrap['n_patients']} patients, each with all its images"
+            if bootstrap["resampled"] == "patients" else "images")
+    return (f" Intervals: {bootstrap['confidence'] * 100:g}% percentile bootstrap over {over} "
+            f"({bootstrap['n_replicates']} replicates).")
 
 
 def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: str,
@@ -165,7 +182,8 @@ def write_segmentation_report(run_dir: str | Path, metrics: Mapping, *, title: s
               "",
               "Per-image scores count a normal image as 1 when nothing is predicted on it and 0 "
               "otherwise. *Empty prediction* is the trivial model that never marks a pixel: "
-              "the model is only useful where it beats that column.", ""]
+              "the model is only useful where it beats that column."
+              + _intervals_sentence(metrics.get("bootstrap")), ""]
     lines += markdown_table(["Metric", "Model", "Empty prediction"], _metric_rows(metrics))
     gain = metrics.get("dice_gain_over_empty")
     lines += [f"Mean Dice gain over the empty prediction: **{format_number(gain)}**.", ""]
