@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bone_tumor_tf.evaluation.stats import bootstrap_ci
+from bone_tumor_tf.evaluation.stats import bootstrap_ci, row_groups
 
 __all__ = [
     "dice_by_tumor_size",
@@ -412,20 +412,20 @@ def segmentation_intervals(per_image: Sequence[Mapping], n_bootstrap: int = 1000
         any predicted pixel), or None when there are no such images.
     """
     rows = list(per_image)
-    by_patient = bool(rows) and all(r.get("group") is not None for r in rows)
+    patients = row_groups(rows)
 
     def interval(chosen, values):
         if not chosen:
             return None
-        groups = [r["group"] for r in chosen] if by_patient else None
+        groups = None if patients is None else [r["group"] for r in chosen]
         return bootstrap_ci(np.mean, np.asarray(values, np.float64), n_bootstrap=n_bootstrap,
                             seed=seed, confidence=confidence, groups=groups)
 
     tumor = [r for r in rows if r["label"] != "normal"]
     normal = [r for r in rows if r["label"] == "normal"]
     return {
-        "resampled": "patients" if by_patient else "images",
-        "n_patients": len({r["group"] for r in rows}) if by_patient else None,
+        "resampled": "images" if patients is None else "patients",
+        "n_patients": None if patients is None else len(set(patients)),
         "n_replicates": int(n_bootstrap), "confidence": float(confidence),
         "dice_mean": interval(rows, [r["dice"] for r in rows]),
         "tumor_dice_mean": interval(tumor, [r["dice"] for r in tumor]),

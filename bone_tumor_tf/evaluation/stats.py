@@ -28,6 +28,7 @@ __all__ = [
     "group_numbers",
     "interval_summary",
     "percentile_interval",
+    "row_groups",
 ]
 
 #: Largest number of index entries (replicates x cases) held in memory at once by the bootstrap.
@@ -81,6 +82,13 @@ def bootstrap_resamples(n_cases: int, n_bootstrap: int, seed: int = 0,
     for chunk in bootstrap_index_chunks(len(members), n_bootstrap, seed):
         for drawn in chunk:
             yield np.concatenate([members[g] for g in drawn])
+
+
+def row_groups(rows) -> list | None:
+    """The patient (``"group"``) of each result row when every row names one, else None:
+    rows written before patients were recorded are resampled one by one."""
+    groups = [row.get("group") for row in rows]
+    return groups if groups and all(g is not None for g in groups) else None
 
 
 def group_numbers(groups, n_cases: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from bone_tumor_tf.evaluation.stats import bootstrap_ci
+from bone_tumor_tf.evaluation.stats import bootstrap_ci, row_groups
 
 __all__ = [
     "LOCALIZATION_METRICS",
@@ -122,12 +122,6 @@ def _mean(values) -> float:
     return float(np.mean(values))
 
 
-def _patients(rows: list[Mapping]) -> list | None:
-    """The rows' patient groups when every row has one, else None (resample images)."""
-    groups = [r.get("group") for r in rows]
-    return None if any(g is None for g in groups) else groups
-
-
 def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, seed: int = 0,
                            confidence: float = 0.95) -> dict:
     """Means with percentile-bootstrap intervals, per CAM method.
@@ -162,7 +156,7 @@ def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, see
                 entry[key] = {"estimate": None, "low": None, "high": None, "n_used": 0, "n": 0}
                 continue
             result = bootstrap_ci(_mean, values, n_bootstrap=n_bootstrap, seed=seed,
-                                  confidence=confidence, groups=_patients(defined))
+                                  confidence=confidence, groups=row_groups(defined))
             entry[key] = {**result, "n": int(values.size)}
         paired = [r for r in method_rows
                   if r.get("pointing_game") is not None and r.get("chance_level") is not None]
@@ -171,7 +165,7 @@ def summarize_localization(rows: Iterable[Mapping], n_bootstrap: int = 1000, see
             chance = np.array([float(r["chance_level"]) for r in paired])
             result = bootstrap_ci(lambda h, c: float(np.mean(h) - np.mean(c)), hits, chance,
                                   n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
-                                  groups=_patients(paired))
+                                  groups=row_groups(paired))
             entry["pointing_game_above_chance"] = {**result, "n": len(paired)}
         else:
             entry["pointing_game_above_chance"] = {"estimate": None, "low": None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bone_tumor_tf.evaluation.reports.markdown import format_ci
+from bone_tumor_tf.evaluation.stats import row_groups
 from bone_tumor_tf.explain.localization import summarize_localization
 from bone_tumor_tf.io import atomic_write_json, atomic_write_text
 
@@ -28,7 +29,7 @@ def localization_metrics(rows: Sequence[dict], *, model, data, split: str, split
                          n_tumor_images: int, n_tumor_without_mask: int) -> dict:
     """The content of ``cam_metrics.json``: the job's settings and counts, and per method
     the means of the ``cam_localization.csv`` rows with 95 % bootstrap intervals."""
-    by_patient = bool(rows) and all(r.get("group") is not None for r in rows)
+    patients = row_groups(rows)
     return {
         "model": str(model),
         "data": str(data),
@@ -41,8 +42,8 @@ def localization_metrics(rows: Sequence[dict], *, model, data, split: str, split
         "top_fraction": top_fraction,
         "n_bootstrap": n_bootstrap,
         # a patient's images are not independent: resample patients when they are known
-        "resampled": "patients" if by_patient else "images",
-        "n_patients": len({r["group"] for r in rows}) if by_patient else None,
+        "resampled": "images" if patients is None else "patients",
+        "n_patients": None if patients is None else len(set(patients)),
         "seed": seed,
         "confidence": 0.95,
         "n_images": n_images,
